@@ -1,0 +1,38 @@
+// Naming and labelling of everything berth creates. One place, so cleanup by label and
+// lookups by name agree with what apply created.
+import { containerBaseName, databaseName } from "../spec/cross.js";
+import type { Labels } from "./types.js";
+
+export const LABEL = {
+  managed: "berth.managed",
+  platform: "berth.platform",
+  role: "berth.role",
+  app: "berth.app",
+  env: "berth.env",
+  component: "berth.component",
+  replica: "berth.replica",
+  configHash: "berth.config-hash",
+} as const;
+
+export type Role = "proxy" | "postgres" | "tenant" | "network" | "volume" | "release";
+
+export function platformLabels(platform: string, role: Role): Labels {
+  return { [LABEL.managed]: "true", [LABEL.platform]: platform, [LABEL.role]: role };
+}
+
+export function environmentLabels(platform: string, role: Role, app: string, env: string): Labels {
+  return { ...platformLabels(platform, role), [LABEL.app]: app, [LABEL.env]: env };
+}
+
+export const names = {
+  proxyContainer: (platform: string) => `berth-${platform}-proxy`,
+  postgresContainer: (platform: string) => `berth-${platform}-postgres`,
+  postgresVolume: (platform: string) => `berth-${platform}-postgres-data`,
+  proxyVolume: (platform: string, purpose: string) => `berth-${platform}-proxy-${purpose}`,
+  network: (app: string, env: string) => `berth-${app}-${env}`,
+  container: (app: string, component: string, env: string, replica: number, replicas: number) =>
+    replicas === 1 ? containerBaseName(app, component, env) : `${containerBaseName(app, component, env)}-${replica}`,
+  upstream: (app: string, env: string, component: string) => `${app}-${component}-${env}`.replaceAll("-", "_"),
+  database: databaseName,
+  role: databaseName,
+};

@@ -1,0 +1,168 @@
+// Checks that span fields or files: names that collide, references to things that do not
+// exist, limits beyond the host. Pure: the host's size is passed in.
+import { didYouMean, issueAt, type ParsedFile, type PathSegment, type SpecIssue } from "./issues.js";
+import type { AppSpec, PlatformSpec, ResourcesSpec } from "./schema.js";
+import { formatMemory } from "./units.js";
+
+export interface HostLimits {
+  cpus: number;
+  memoryBytes: number;
+}
+
+/** App names berth keeps for itself (its own containers, networks and roles use them). */
+export const RESERVED_APP_NAMES = ["berth", "platform", "proxy", "postgres", "nginx", "default", "admin", "system", "all"];
+
+const POSTGRES_IDENTIFIER_MAX = 63;
+
+export const databaseName = (app: string, env: string): string => `${app}_${env}`.replaceAll("-", "_");
+export const containerBaseName = (app: string, component: string, env: string): string => `${app}-${component}-${env}`;
+
+interface ParsedApp {
+  file: ParsedFile;
+  spec: AppSpec;
+}
+
+export function checkSpec(
+  platform: { file: ParsedFile; spec: PlatformSpec | undefined },
+  apps: readonly ParsedApp[],
+  host: HostLimits,
+): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  if (platform.spec) issues.push(...checkPlatform(platform.file, platform.spec, host));
+
+  const appNames = new Map<string, ParsedApp>();
+  const domains = new Map<string, string>();
+  const databases = new Map<string, string>();
+  const containers = new Map<string, string>();
+  for (const app of apps) {
+    const { file, spec } = app;
+    const where = (path: readonly PathSegment[], message: string, atKey = false) => issues.push(issueAt(file, path, message, atKey));
+
+    const sameName = appNames.get(spec.name);
+    if (sameName) where(["name"], `app "${spec.name}" is already defined in ${sameName.file.file}`);
+    appNames.set(spec.name, app);
+    if (RESERVED_APP_NAMES.includes(spec.name)) {
+      where(["name"], `"${spec.name}" is reserved for berth itself; choose another app name`);
+    }
+
+    checkComponents(app, host, where);
+    checkRoutes(app, platform.spec, where);
+
+    for (const [envName, env] of Object.entries(spec.environments)) {
+      env.domains.forEach((domain, index) => {
+        const owner = domains.get(domain);
+        if (owner) where(["environments", envName, "domains", index], `domain "${domain}" is already used by ${owner}`);
+        else domains.set(domain, `${spec.name}/${envName} (${file.file})`);
+      });
+
+      for (const componentName of Object.keys(env.components)) {
+        if (!(componentName in spec.components)) {
+          where(
+            ["environments", envName, "components", componentName],
+            `no component "${componentName}" in this app${didYouMean(componentName, Object.keys(spec.components))}`,
+            true,
+          );
+        }
+      }
+      for (const [componentName, override] of Object.entries(env.components)) {
+        checkResources(override.resources, host, ["environments", envName, "components", componentName, "resources"], where);
+      }
+
+      const database = databaseName(spec.name, envName);
+      const databaseOwner = databases.get(database);
+      if (databaseOwner) {
+        where(["environments", envName], `database name "${database}" of ${spec.name}/${envName} collides with ${databaseOwner} ('-' becomes '_'); rename the app or environment`, true);
+      } else databases.set(database, `${spec.name}/${envName} (${file.file})`);
+      if (database.length > POSTGRES_IDENTIFIER_MAX) {
+        where(["environments", envName], `database name "${database}" is longer than PostgreSQL's ${POSTGRES_IDENTIFIER_MAX} characters; shorten the app or environment name`, true);
+      }
+
+      for (const componentName of Object.keys(spec.components)) {
+        const container = containerBaseName(spec.name, componentName, envName);
+        const containerOwner = containers.get(container);
+        if (containerOwner) {
+          where(["components", componentName], `container name "${container}" of ${spec.name}/${envName} collides with ${containerOwner}; rename the component`, true);
+        } else containers.set(container, `${spec.name}/${envName} (${file.file})`);
+      }
+
+      if (platform.spec?.tls.mode === "manual" && !env.tls) {
+        where(["environments", envName], `tls.mode is manual in the platform file, so this environment needs tls: { cert, key }`, true);
+      }
+      if (platform.spec && platform.spec.tls.mode !== "manual" && env.tls) {
+        where(["environments", envName, "tls"], `certificate files are only read when the platform's tls.mode is manual (it is ${platform.spec.tls.mode})`, true);
+      }
+    }
+  }
+  return issues;
+}
+
+function checkPlatform(file: ParsedFile, spec: PlatformSpec, host: HostLimits): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  if (spec.postgres.image && spec.postgres.url) {
+    issues.push(issueAt(file, ["postgres", "url"], "set either postgres.image (a container berth runs) or postgres.url (an external server), not both", true));
+  }
+  if (spec.proxy.httpPort === spec.proxy.httpsPort) {
+    issues.push(issueAt(file, ["proxy", "httpsPort"], `expected a port other than httpPort, got ${spec.proxy.httpsPort}`));
+  }
+  if (spec.postgres.reservedConnections >= spec.postgres.maxConnections) {
+    issues.push(issueAt(file, ["postgres", "reservedConnections"], `expected fewer than maxConnections (${spec.postgres.maxConnections}), got ${spec.postgres.reservedConnections}`));
+  }
+  const channelNames = new Set<string>();
+  spec.alerts.channels.forEach((channel, index) => {
+    if (channelNames.has(channel.name)) issues.push(issueAt(file, ["alerts", "channels", index, "name"], `alert channel "${channel.name}" is defined twice`));
+    channelNames.add(channel.name);
+  });
+  checkResources(spec.defaults.resources, host, ["defaults", "resources"], (path, message) => issues.push(issueAt(file, path, message)));
+  return issues;
+}
+
+type Report = (path: readonly PathSegment[], message: string, atKey?: boolean) => void;
+
+function checkComponents({ spec }: ParsedApp, host: HostLimits, where: Report): void {
+  for (const [name, component] of Object.entries(spec.components)) {
+    const path = ["components", name];
+    if (component.build && component.image) where([...path, "image"], "set either build or image, not both", true);
+    else if (!component.build && !component.image) where(path, "expected build (a directory of the source) or image, got neither", true);
+    if (component.build && !spec.source) where([...path, "build"], "build needs the app's source (source: { git, ref } or { path }); or use image", true);
+    if (component.database && "DATABASE_URL" in component.env) {
+      where([...path, "env", "DATABASE_URL"], "DATABASE_URL is set by berth for components with database: true; remove it", true);
+    }
+    checkResources(component.resources, host, [...path, "resources"], where);
+  }
+}
+
+function checkResources(resources: Partial<ResourcesSpec> | undefined, host: HostLimits, path: readonly PathSegment[], where: Report): void {
+  if (!resources) return;
+  if (resources.cpus !== undefined && resources.cpus > host.cpus) {
+    where([...path, "cpus"], `expected at most ${host.cpus} (the CPUs of this host), got ${resources.cpus}`);
+  }
+  if (resources.memory !== undefined && resources.memory > host.memoryBytes) {
+    where([...path, "memory"], `expected at most ${formatMemory(host.memoryBytes)} (the memory of this host), got ${formatMemory(resources.memory)}`);
+  }
+}
+
+function checkRoutes({ spec }: ParsedApp, platform: PlatformSpec | undefined, where: Report): void {
+  const components = Object.keys(spec.components);
+  const seen = new Map<string, number>();
+  spec.routes.forEach((route, index) => {
+    const path = ["routes", index];
+    if (!(route.to in spec.components)) {
+      where([...path, "to"], `no component "${route.to}" in this app${didYouMean(route.to, components)}`);
+    }
+    if (platform && !(route.limit in platform.proxy.rateLimits)) {
+      const classes = Object.keys(platform.proxy.rateLimits);
+      where([...path, "limit"], `no rate-limit class "${route.limit}" in the platform's proxy.rateLimits (${classes.join(", ")})${didYouMean(route.limit, classes)}`);
+    }
+    if (route.path.startsWith("^")) {
+      try {
+        new RegExp(route.path);
+      } catch (error) {
+        const reason = (error as Error).message.replace(/^Invalid regular expression: \/.*\/[a-z]*: /, "");
+        where([...path, "path"], `expected a valid regular expression, got ${JSON.stringify(route.path)} (${reason})`);
+      }
+    }
+    const previous = seen.get(route.path);
+    if (previous !== undefined) where([...path, "path"], `path "${route.path}" is already routed by routes[${previous}]`);
+    else seen.set(route.path, index);
+  });
+}
