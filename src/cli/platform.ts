@@ -1,4 +1,70 @@
-// Commands that act on a running platform (apply, down). Filled in by the apply work.
+// Commands that act on a running platform: apply and down.
 import type { Command } from "commander";
+import { BerthError } from "../errors.js";
+import { connectDocker } from "../host/docker.js";
+import { planPlatform } from "../plan/plan.js";
+import { applyPlatform, type Change } from "../runtime/apply.js";
+import { downPlatform } from "../runtime/down.js";
+import { containerPostgres } from "../runtime/postgres.js";
+import { loadSpec } from "../spec/index.js";
 
-export function registerPlatformCommands(_cli: Command): void {}
+interface StateOptions {
+  stateDir?: string;
+}
+
+/** Flags > environment > default, as everywhere in berth. */
+function stateDirFor(platform: string, options: StateOptions): string {
+  return options.stateDir ?? process.env.BERTH_STATE_DIR ?? `/var/lib/berth/${platform}`;
+}
+
+const progress = (line: string) => process.stderr.write(`${line}\n`);
+
+function printChanges(changes: Change[], json: boolean | undefined): void {
+  if (json) {
+    process.stdout.write(JSON.stringify({ changes }, null, 2) + "\n");
+    return;
+  }
+  if (changes.length === 0) {
+    process.stdout.write("nothing to change: the platform matches the spec\n");
+    return;
+  }
+  for (const change of changes) process.stdout.write(`${change.kind.padEnd(8)} ${change.target}${change.detail ? `  (${change.detail})` : ""}\n`);
+}
+
+export function registerPlatformCommands(cli: Command): void {
+  cli
+    .command("apply")
+    .description("Bring this host to the spec: networks, PostgreSQL, tenant containers, nginx")
+    .argument("<path>", "spec directory or platform.yaml")
+    .option("--state-dir <dir>", "where berth keeps proxy config, certificates and passwords (default /var/lib/berth/PLATFORM, or BERTH_STATE_DIR)")
+    .option("--purge", "also drop the databases of environments removed from the spec")
+    .option("--json", "print the changes as JSON")
+    .action(async (path: string, options: StateOptions & { purge?: boolean; json?: boolean }) => {
+      const { root, spec } = await loadSpec(path);
+      const plan = planPlatform(spec, { root });
+      const stateDir = stateDirFor(plan.platform, options);
+      const docker = connectDocker();
+      const started = Date.now();
+      const changes = await applyPlatform(plan, { docker, stateDir, progress, databases: containerPostgres(docker, stateDir) }, { purge: options.purge ?? false });
+      printChanges(changes, options.json);
+      progress(`applied in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    });
+
+  cli
+    .command("down")
+    .description("Stop the platform: remove its containers and networks; data is kept unless --purge")
+    .argument("<path>", "spec directory or platform.yaml")
+    .option("--state-dir <dir>", "state directory (default /var/lib/berth/PLATFORM, or BERTH_STATE_DIR)")
+    .option("--purge", "also delete the database volume and the state directory (destroys data)")
+    .option("--yes", "confirm --purge without asking")
+    .option("--json", "print the changes as JSON")
+    .action(async (path: string, options: StateOptions & { purge?: boolean; yes?: boolean; json?: boolean }) => {
+      const { root, spec } = await loadSpec(path);
+      const plan = planPlatform(spec, { root });
+      if (options.purge && !options.yes) {
+        throw new BerthError("BAD_ARGUMENT", `--purge deletes every database of platform ${plan.platform}`, `Run again with --yes to confirm: berth down ${path} --purge --yes`);
+      }
+      const changes = await downPlatform(connectDocker(), plan, stateDirFor(plan.platform, options), { purge: options.purge ?? false });
+      printChanges(changes, options.json);
+    });
+}

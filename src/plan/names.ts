@@ -30,6 +30,7 @@ export const names = {
   postgresVolume: (platform: string) => `berth-${platform}-postgres-data`,
   proxyVolume: (platform: string, purpose: string) => `berth-${platform}-proxy-${purpose}`,
   network: (app: string, env: string) => `berth-${app}-${env}`,
+  controlNetwork: (platform: string) => `berth-${platform}-control`,
   container: (app: string, component: string, env: string, replica: number, replicas: number) =>
     replicas === 1 ? containerBaseName(app, component, env) : `${containerBaseName(app, component, env)}-${replica}`,
   upstream: (app: string, env: string, component: string) => `${app}-${component}-${env}`.replaceAll("-", "_"),

@@ -1,0 +1,142 @@
+// The one gateway to the Docker Engine API. Engine failures become catalogue errors here,
+// so the rest of berth never parses Docker's messages.
+import Dockerode from "dockerode";
+import { PassThrough } from "node:stream";
+import { BerthError } from "../errors.js";
+
+export type Docker = Dockerode;
+
+/** Docker 20.10 (Debian's docker.io) speaks API 1.41; newer engines accept it too. */
+export const DOCKER_API_VERSION = "v1.41";
+
+export function connectDocker(): Docker {
+  const host = process.env.DOCKER_HOST;
+  if (host?.startsWith("unix://")) return new Dockerode({ socketPath: host.slice("unix://".length), version: DOCKER_API_VERSION });
+  return new Dockerode({ socketPath: "/var/run/docker.sock", version: DOCKER_API_VERSION });
+}
+
+interface EngineFailure {
+  statusCode?: number;
+  code?: string;
+  message?: string;
+  json?: { message?: string };
+}
+
+/** Maps an engine failure to a catalogue error naming what was being done. */
+export function engineError(error: unknown, doing: string): BerthError {
+  if (error instanceof BerthError) return error;
+  const failure = error as EngineFailure;
+  const detail = (failure.json?.message ?? failure.message ?? String(error)).trim();
+  if (failure.code === "ECONNREFUSED" || failure.code === "ENOENT" || failure.code === "EACCES") {
+    return new BerthError(
+      "ENGINE_UNAVAILABLE",
+      `${doing}: the Docker engine is not reachable (${failure.code} on /var/run/docker.sock)`,
+      "Start it (e.g. `bash scripts/setup.sh`, or `systemctl start docker`) and try again.",
+      { cause: error },
+    );
+  }
+  if (/no space left on device/i.test(detail)) {
+    return new BerthError("DISK_FULL", `${doing}: the disk is full (${detail})`, "Free disk space (old images: `docker image ls --filter label=berth.managed=true`) and try again.", { cause: error });
+  }
+  if (/port is already allocated|address already in use/i.test(detail)) {
+    return new BerthError("PORT_TAKEN", `${doing}: a port is already taken (${detail})`, "Stop what listens there, or change proxy.httpPort/httpsPort in platform.yaml.", { cause: error });
+  }
+  if (failure.statusCode === 404 && /no such image/i.test(detail)) {
+    return new BerthError("IMAGE_MISSING", `${doing}: image not found (${detail})`, "Build or load the image on this host first; berth does not pull from registries it cannot reach.", { cause: error });
+  }
+  return new BerthError("INTERNAL", `${doing}: ${detail}`, undefined, { cause: error });
+}
+
+/** Runs `call`, turning engine failures into catalogue errors. */
+export async function engine<T>(doing: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw engineError(error, doing);
+  }
+}
+
+export async function pingEngine(docker: Docker): Promise<void> {
+  await engine("connecting to Docker", () => docker.ping());
+}
+
+export async function imageExists(docker: Docker, ref: string): Promise<boolean> {
+  try {
+    await docker.getImage(ref).inspect();
+    return true;
+  } catch (error) {
+    if ((error as EngineFailure).statusCode === 404) return false;
+    throw engineError(error, `inspecting image ${ref}`);
+  }
+}
+
+export async function inspectContainer(docker: Docker, name: string): Promise<Dockerode.ContainerInspectInfo | undefined> {
+  try {
+    return await docker.getContainer(name).inspect();
+  } catch (error) {
+    if ((error as EngineFailure).statusCode === 404) return undefined;
+    throw engineError(error, `inspecting container ${name}`);
+  }
+}
+
+/** Runs argv inside a running container; returns its exit code and combined output. */
+export async function execIn(docker: Docker, container: string, argv: string[]): Promise<{ exitCode: number; output: string }> {
+  return engine(`running ${argv[0]} in ${container}`, async () => {
+    const exec = await docker.getContainer(container).exec({ Cmd: argv, AttachStdout: true, AttachStderr: true });
+    const stream = await exec.start({ hijack: true, stdin: false });
+    const sink = new PassThrough();
+    const chunks: Buffer[] = [];
+    sink.on("data", (chunk: Buffer) => chunks.push(chunk));
+    docker.modem.demuxStream(stream, sink, sink);
+    await new Promise<void>((resolve, reject) => {
+      stream.on("end", resolve);
+      stream.on("close", resolve);
+      stream.on("error", reject);
+    });
+    const info = await exec.inspect();
+    return { exitCode: info.ExitCode ?? -1, output: Buffer.concat(chunks).toString("utf8") };
+  });
+}
+
+/** Last lines of a container's log, for error messages about a container that failed. */
+export async function logTail(docker: Docker, container: string, lines = 20): Promise<string> {
+  try {
+    const buffer = (await docker.getContainer(container).logs({ stdout: true, stderr: true, tail: lines, follow: false })) as unknown as Buffer;
+    // Non-TTY logs are multiplexed: 8-byte frame headers before each chunk.
+    const out: string[] = [];
+    for (let offset = 0; offset + 8 <= buffer.length; ) {
+      const size = buffer.readUInt32BE(offset + 4);
+      out.push(buffer.subarray(offset + 8, offset + 8 + size).toString("utf8"));
+      offset += 8 + size;
+    }
+    return out.join("").trimEnd();
+  } catch {
+    return "";
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export type HealthOutcome = { ok: true } | { ok: false; reason: string };
+
+/** Polls until the container is healthy (or running, when it has no health check). */
+export async function waitHealthy(docker: Docker, container: string, timeoutMs: number): Promise<HealthOutcome> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const info = await inspectContainer(docker, container);
+    if (!info) return { ok: false, reason: "the container disappeared" };
+    const state = info.State;
+    if (!state.Running) {
+      const oom = state.OOMKilled ? " (killed: out of memory)" : "";
+      return { ok: false, reason: `the container exited with code ${state.ExitCode}${oom}` };
+    }
+    const health = state.Health?.Status;
+    if (health === undefined || health === "healthy") return { ok: true };
+    if (health === "unhealthy") {
+      const last = state.Health?.Log?.at(-1)?.Output?.trim();
+      return { ok: false, reason: `the health check failed${last ? `: ${last}` : ""}` };
+    }
+    if (Date.now() > deadline) return { ok: false, reason: `not healthy after ${Math.round(timeoutMs / 1000)} s (status ${health})` };
+    await sleep(100);
+  }
+}

@@ -1,0 +1,203 @@
+// berth apply: converge this host to the plan. Order matters for "what serves keeps serving":
+// networks → database → images → tenant containers (new beside old, wait healthy) → proxy
+// (validated swap, graceful reload) → only then remove what the plan no longer has.
+import type Dockerode from "dockerode";
+import { BerthError } from "../errors.js";
+import { engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker } from "../host/docker.js";
+import { LABEL } from "../plan/names.js";
+import type { ContainerPlan, EnvironmentPlan, PlatformPlan } from "../plan/types.js";
+import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
+import { configHashOf, tenantCreateOptions } from "./containers.js";
+import { ensureImage, type Progress } from "./images.js";
+import { ensureNetworks, removeNetworks } from "./networks.js";
+import { ensureProxy } from "./proxy.js";
+import { proxyDir } from "../proxy/apply.js";
+import type { DatabaseRuntime } from "./postgres.js";
+
+export interface Change {
+  kind: "created" | "replaced" | "started" | "removed" | "updated" | "built";
+  target: string;
+  detail?: string;
+}
+
+export interface ApplyDeps {
+  docker: Docker;
+  stateDir: string;
+  progress: Progress;
+  /** Brings up PostgreSQL and the environments' databases; returns how tenants reach them. */
+  databases: DatabaseRuntime;
+}
+
+export interface ApplyOptions {
+  /** Also drop the databases of environments no longer in the spec. */
+  purge?: boolean;
+  /** How long a new container may take to become healthy. */
+  healthTimeoutMs?: number;
+}
+
+const NEXT_SUFFIX = "-next";
+
+interface ContainerOutcome {
+  plan: ContainerPlan;
+  /** The container that should serve after this apply, or undefined when none can. */
+  serving?: string;
+  /** The previous container to remove once the proxy points at the new one. */
+  retire?: string;
+  changes: Change[];
+  failure?: string;
+}
+
+export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options: ApplyOptions = {}): Promise<Change[]> {
+  const { docker, progress } = deps;
+  await pingEngine(docker);
+  const changes: Change[] = [];
+
+  changes.push(...(await ensureNetworks(docker, plan)));
+  const database = await deps.databases.converge(plan, progress);
+  changes.push(...database.changes);
+
+  const images = new Map<string, string>();
+  for (const env of plan.environments) {
+    for (const component of env.components) {
+      const key = JSON.stringify(component.image);
+      if (images.has(key)) continue;
+      const image = await ensureImage(docker, component.image, progress);
+      if (image.built) changes.push({ kind: "built", target: image.ref });
+      images.set(key, image.ref);
+    }
+  }
+
+  const outcomes = await Promise.all(
+    plan.environments.flatMap((env) =>
+      env.components.flatMap((component) =>
+        component.containers.map((container) =>
+          convergeContainer(docker, container, {
+            image: images.get(JSON.stringify(component.image))!,
+            injectedEnv: container.hasDatabase ? { DATABASE_URL: database.urls[`${env.app}/${env.env}`]! } : {},
+          }, options.healthTimeoutMs ?? 60_000, progress),
+        ),
+      ),
+    ),
+  );
+  for (const outcome of outcomes) changes.push(...outcome.changes);
+
+  const serving = new Map(outcomes.filter((o) => o.serving).map((o) => [o.plan.name, o.serving!]));
+  await ensureCertificates(plan, deps.stateDir);
+  changes.push(...(await ensureProxy(docker, plan, deps.stateDir, serving, progress)));
+
+  for (const outcome of outcomes) {
+    if (!outcome.retire) continue;
+    await removeContainer(docker, outcome.retire);
+    await engine(`renaming ${outcome.serving}`, () => docker.getContainer(outcome.serving!).rename({ name: outcome.plan.name }));
+  }
+  changes.push(...(await removeOrphans(docker, plan)));
+  changes.push(...(await removeNetworks(docker, plan)));
+  changes.push(...(await deps.databases.removeUnused(plan, options.purge ?? false, progress)));
+
+  const failures = outcomes.filter((o) => o.failure);
+  if (failures.length > 0) {
+    throw new BerthError(
+      "INTERNAL",
+      `${failures.length} container(s) could not be brought up; what was serving keeps serving:\n` +
+        failures.map((f) => `- ${f.plan.name}: ${f.failure}`).join("\n"),
+      "Fix the cause and run berth apply again; it finishes the job.",
+    );
+  }
+  return changes;
+}
+
+async function ensureCertificates(plan: PlatformPlan, stateDir: string): Promise<void> {
+  const certs = proxyDir(stateDir).certs;
+  for (const env of plan.environments) {
+    if (env.tls.mode === "self-signed") await ensureSelfSigned(certificateFiles(certs, `${env.app}-${env.env}`), env.domains);
+  }
+}
+
+async function startAndWait(docker: Docker, options: Dockerode.ContainerCreateOptions, timeoutMs: number): Promise<string | undefined> {
+  const name = options.name!;
+  await createContainer(docker, options);
+  await engine(`starting ${name}`, () => docker.getContainer(name).start());
+  const health = await waitHealthy(docker, name, timeoutMs);
+  if (health.ok) return undefined;
+  const logs = await logTail(docker, name, 15);
+  await removeContainer(docker, name);
+  return `${health.reason}${logs ? `\n  last log lines:\n${logs.replace(/^/gm, "    ")}` : ""}`;
+}
+
+/** Creates a container, retrying once on the engine's transient "could not find bridge" error. */
+async function createContainer(docker: Docker, options: Dockerode.ContainerCreateOptions): Promise<void> {
+  try {
+    await docker.createContainer(options);
+  } catch (error) {
+    if (!/could not find bridge/i.test(String((error as Error).message))) throw engineError(error, `creating ${options.name}`);
+    await engine(`creating ${options.name}`, () => docker.createContainer(options));
+  }
+}
+
+async function convergeContainer(
+  docker: Docker,
+  plan: ContainerPlan,
+  runtime: { image: string; injectedEnv: Record<string, string> },
+  timeoutMs: number,
+  progress: Progress,
+): Promise<ContainerOutcome> {
+  const options = tenantCreateOptions(plan, runtime);
+  const wanted = configHashOf(options);
+  const nextName = plan.name + NEXT_SUFFIX;
+  let current = await inspectContainer(docker, plan.name);
+  const next = await inspectContainer(docker, nextName);
+  if (next) {
+    // An earlier apply stopped between starting the new container and renaming it.
+    if (!current && next.State.Running) {
+      await engine(`renaming ${nextName}`, () => docker.getContainer(nextName).rename({ name: plan.name }));
+      current = await inspectContainer(docker, plan.name);
+    } else await removeContainer(docker, nextName);
+  }
+
+  if (current && current.Config.Labels[LABEL.configHash] === wanted) {
+    if (current.State.Running) return { plan, serving: plan.name, changes: [] };
+    await engine(`starting ${plan.name}`, () => docker.getContainer(plan.name).start());
+    const health = await waitHealthy(docker, plan.name, timeoutMs);
+    return health.ok
+      ? { plan, serving: plan.name, changes: [{ kind: "started", target: plan.name }] }
+      : { plan, changes: [{ kind: "started", target: plan.name }], failure: health.reason };
+  }
+
+  if (!current) {
+    progress(`starting ${plan.name}`);
+    const failure = await startAndWait(docker, options, timeoutMs);
+    return failure ? { plan, changes: [], failure } : { plan, serving: plan.name, changes: [{ kind: "created", target: plan.name }] };
+  }
+
+  // Changed: start the new one beside the old; the old keeps serving until the proxy moves.
+  progress(`replacing ${plan.name}`);
+  const failure = await startAndWait(docker, { ...options, name: nextName }, timeoutMs);
+  if (failure) return { plan, serving: current.State.Running ? plan.name : undefined, changes: [], failure };
+  return { plan, serving: nextName, retire: plan.name, changes: [{ kind: "replaced", target: plan.name }] };
+}
+
+export async function removeContainer(docker: Docker, name: string): Promise<void> {
+  try {
+    await docker.getContainer(name).remove({ force: true, v: false });
+  } catch (error) {
+    if ((error as { statusCode?: number }).statusCode !== 404) throw engineError(error, `removing ${name}`);
+  }
+}
+
+export function managedFilter(platform: string, role: string): string {
+  return JSON.stringify({ label: [`${LABEL.managed}=true`, `${LABEL.platform}=${platform}`, `${LABEL.role}=${role}`] });
+}
+
+/** Tenant containers of this platform that the plan no longer has. */
+async function removeOrphans(docker: Docker, plan: PlatformPlan): Promise<Change[]> {
+  const wanted = new Set(plan.environments.flatMap((env: EnvironmentPlan) => env.components.flatMap((c) => c.containers.map((x) => x.name))));
+  const running = await engine("listing tenant containers", () => docker.listContainers({ all: true, filters: managedFilter(plan.platform, "tenant") }));
+  const changes: Change[] = [];
+  for (const container of running) {
+    const name = container.Names[0]!.replace(/^\//, "");
+    if (wanted.has(name)) continue;
+    await removeContainer(docker, name);
+    changes.push({ kind: "removed", target: name });
+  }
+  return changes;
+}

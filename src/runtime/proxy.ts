@@ -1,0 +1,152 @@
+// The proxy container and its configuration: upstream addresses are read from the running
+// containers, the config is rendered, validated and swapped, and nginx reloads gracefully.
+import type Dockerode from "dockerode";
+import { access, mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { BerthError } from "../errors.js";
+import { engine, inspectContainer, logTail, waitHealthy, type Docker } from "../host/docker.js";
+import type { PlatformPlan } from "../plan/types.js";
+import { PROXY_MOUNT, proxyDir, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../proxy/apply.js";
+import { renderProxyConfig, type ProxyObserved } from "../proxy/render.js";
+import { certificateFiles } from "../tls/selfsigned.js";
+import type { Change } from "./apply.js";
+import { configHashOf, TENANT_LOG_CONFIG, withConfigHash } from "./containers.js";
+import type { Progress } from "./images.js";
+
+export const ACME_WEBROOT = "/var/www/acme";
+const LOG_DIR = "/var/log/berth";
+
+export function proxyCreateOptions(plan: PlatformPlan, stateDir: string): Dockerode.ContainerCreateOptions {
+  const { proxy } = plan;
+  const firstNetwork = proxy.networks[0] ?? "bridge";
+  return withConfigHash({
+    name: proxy.container,
+    Image: proxy.image,
+    Cmd: ["nginx", "-g", "daemon off;", "-c", `${PROXY_MOUNT}/current/nginx.conf`],
+    Labels: proxy.labels,
+    ExposedPorts: { "80/tcp": {}, "443/tcp": {} },
+    StopSignal: "SIGQUIT",
+    Healthcheck: {
+      Test: ["CMD-SHELL", "kill -0 $(cat /run/nginx.pid)"],
+      Interval: 5_000_000_000,
+      Timeout: 2_000_000_000,
+      Retries: 3,
+    },
+    HostConfig: {
+      NetworkMode: firstNetwork,
+      PortBindings: {
+        "80/tcp": [{ HostIp: proxy.bind, HostPort: String(proxy.httpPort) }],
+        "443/tcp": [{ HostIp: proxy.bind, HostPort: String(proxy.httpsPort) }],
+      },
+      Binds: [`${proxyDir(stateDir).root}:${PROXY_MOUNT}:ro`, `${join(stateDir, "acme")}:${ACME_WEBROOT}:ro`],
+      Mounts: [{ Type: "volume", Source: proxy.volumes.logs, Target: LOG_DIR }],
+      RestartPolicy: { Name: "unless-stopped" },
+      SecurityOpt: ["no-new-privileges:true"],
+      CapDrop: ["ALL"],
+      // The master binds 80/443 and switches workers to an unprivileged user.
+      CapAdd: ["NET_BIND_SERVICE", "SETUID", "SETGID", "CHOWN", "DAC_OVERRIDE"],
+      LogConfig: TENANT_LOG_CONFIG,
+    },
+  });
+}
+
+/** Addresses of the containers serving each route, read from the engine. */
+async function observeUpstreams(docker: Docker, plan: PlatformPlan, serving: Map<string, string>): Promise<ProxyObserved["upstreams"]> {
+  const upstreams: ProxyObserved["upstreams"] = {};
+  for (const env of plan.environments) {
+    for (const route of env.routes) {
+      if (upstreams[route.upstream]) continue;
+      const addresses: string[] = [];
+      for (const name of route.containers) {
+        const actual = serving.get(name);
+        if (!actual) continue;
+        const info = await inspectContainer(docker, actual);
+        const ip = info?.State.Running ? info.NetworkSettings.Networks[env.network.name]?.IPAddress : undefined;
+        if (ip) addresses.push(`${ip}:${route.port}`);
+      }
+      upstreams[route.upstream] = addresses;
+    }
+  }
+  return upstreams;
+}
+
+async function observeCertificates(plan: PlatformPlan, stateDir: string): Promise<ProxyObserved["certificates"]> {
+  const certs: ProxyObserved["certificates"] = {};
+  for (const env of plan.environments) {
+    const files = certificateFiles(proxyDir(stateDir).certs, `${env.app}-${env.env}`);
+    certs[`${env.app}/${env.env}`] = env.tls.mode !== "off" && (await access(files.cert).then(() => true, () => false));
+  }
+  return certs;
+}
+
+/** A throwaway container that runs `nginx -t` with the proxy's mounts, when no proxy runs yet. */
+function validateOneOff(docker: Docker, options: Dockerode.ContainerCreateOptions): ProxyValidator {
+  return async (generation) => {
+    const container = await engine("starting a config check container", () =>
+      docker.createContainer({
+        Image: options.Image,
+        Cmd: ["nginx", "-t", "-q", "-c", `${generation}/nginx.conf`],
+        Labels: { ...options.Labels, "berth.role": "proxy-check" },
+        HostConfig: { Binds: options.HostConfig?.Binds, Mounts: options.HostConfig?.Mounts, AutoRemove: false },
+      }),
+    );
+    try {
+      await container.start();
+      const result = (await container.wait()) as { StatusCode: number };
+      const logs = (await container.logs({ stdout: true, stderr: true })) as unknown as Buffer;
+      return { ok: result.StatusCode === 0, output: logs.toString("utf8").replace(/[\x00-\x08]/g, "") };
+    } finally {
+      await container.remove({ force: true });
+    }
+  };
+}
+
+export async function ensureProxy(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, progress: Progress): Promise<Change[]> {
+  const dir = proxyDir(stateDir);
+  await Promise.all([mkdir(dir.certs, { recursive: true }), mkdir(dir.pages, { recursive: true }), mkdir(join(stateDir, "acme"), { recursive: true })]);
+  const observed: ProxyObserved = {
+    upstreams: await observeUpstreams(docker, plan, serving),
+    certificates: await observeCertificates(plan, stateDir),
+  };
+  const rendered = renderProxyConfig(plan, observed);
+  const options = proxyCreateOptions(plan, stateDir);
+  const current = await inspectContainer(docker, plan.proxy.container);
+  const isReusable = current?.State.Running && current.Config.Labels["berth.config-hash"] === configHashOf(options);
+  const changes: Change[] = [];
+
+  if (isReusable) {
+    const networks = await connectNetworks(docker, plan, Object.keys(current.NetworkSettings.Networks));
+    const staged = await stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container));
+    if (staged.changed || networks.length > 0) {
+      await reloadProxy(docker, plan.proxy.container);
+      changes.push({ kind: "updated", target: "proxy configuration", detail: `generation ${staged.generation}` });
+    }
+    return changes;
+  }
+
+  await stageProxyConfig(dir, rendered, validateOneOff(docker, options));
+  if (current) {
+    progress(`replacing ${plan.proxy.container}`);
+    await engine(`removing ${plan.proxy.container}`, () => docker.getContainer(plan.proxy.container).remove({ force: true }));
+  } else progress(`starting ${plan.proxy.container}`);
+  await engine(`creating ${plan.proxy.container}`, () => docker.createContainer(options));
+  await connectNetworks(docker, plan, [options.HostConfig!.NetworkMode!]);
+  await engine(`starting ${plan.proxy.container}`, () => docker.getContainer(plan.proxy.container).start());
+  const health = await waitHealthy(docker, plan.proxy.container, 30_000);
+  if (!health.ok) {
+    throw new BerthError("INTERNAL", `the proxy did not start: ${health.reason}\n${await logTail(docker, plan.proxy.container)}`);
+  }
+  changes.push({ kind: current ? "replaced" : "created", target: plan.proxy.container });
+  return changes;
+}
+
+/** Attaches the proxy to every environment network it lacks (removed networks detach it themselves). */
+async function connectNetworks(docker: Docker, plan: PlatformPlan, attached: string[]): Promise<string[]> {
+  const changed: string[] = [];
+  for (const network of plan.proxy.networks) {
+    if (attached.includes(network)) continue;
+    await engine(`connecting the proxy to ${network}`, () => docker.getNetwork(network).connect({ Container: plan.proxy.container }));
+    changed.push(network);
+  }
+  return changed;
+}

@@ -1,0 +1,61 @@
+// Shared pieces of the integration tests: a Docker client, cleanup by label, temp spec dirs.
+import { execFile } from "node:child_process";
+import { mkdtemp, mkdir, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { connectDocker, type Docker } from "../../src/host/docker.js";
+
+export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const EXAMPLE_ROOT = join(REPO_ROOT, "examples", "reference-platform");
+export const TEST_LABEL = "berth.test";
+
+export const run = promisify(execFile);
+
+export function docker(): Docker {
+  return connectDocker();
+}
+
+/** Removes every container, network and volume carrying berth.test=true (and a platform label, if given). */
+export async function cleanupByLabel(client: Docker, platform?: string): Promise<void> {
+  const label = [`${TEST_LABEL}=true`, ...(platform ? [`berth.platform=${platform}`] : [])];
+  const filters = JSON.stringify({ label });
+  for (const container of await client.listContainers({ all: true, filters })) {
+    await client.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+  }
+  for (const network of await client.listNetworks({ filters })) {
+    await client.getNetwork(network.Id).remove().catch(() => undefined);
+  }
+  const volumes = await client.listVolumes({ filters });
+  for (const volume of volumes.Volumes ?? []) await client.getVolume(volume.Name).remove().catch(() => undefined);
+}
+
+/** Writes a spec directory from inline texts: { "platform.yaml": ..., "apps/a.yaml": ... }. */
+export async function writeSpec(files: Record<string, string>): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "berth-spec-"));
+  for (const [path, text] of Object.entries(files)) {
+    await mkdir(dirname(join(dir, path)), { recursive: true });
+    await writeFile(join(dir, path), text);
+  }
+  return dir;
+}
+
+/** HTTP GET through the proxy on 127.0.0.1 with a Host header; bounded by a timeout. */
+export async function httpGet(port: number, host: string, path = "/", timeoutMs = 5000): Promise<{ status: number; headers: Headers; body: string }> {
+  const { request } = await import("node:http");
+  return new Promise((resolve, reject) => {
+    const req = request({ host: "127.0.0.1", port, path, headers: { host }, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => {
+        const headers = new Headers();
+        for (const [key, value] of Object.entries(res.headers)) if (typeof value === "string") headers.set(key, value);
+        resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks).toString("utf8") });
+      });
+    });
+    req.on("timeout", () => req.destroy(new Error(`GET ${host}${path} timed out`)));
+    req.on("error", reject);
+    req.end();
+  });
+}
