@@ -32,15 +32,15 @@ export function checkSpec(
 
   const appNames = new Map<string, ParsedApp>();
   const domains = new Map<string, string>();
-  const databases = new Map<string, string>();
-  const containers = new Map<string, string>();
+  const environmentNames = new Map<string, string>();
+  const containers = new Map<string, { app: string; owner: string }>();
   for (const app of apps) {
     const { file, spec } = app;
     const where = (path: readonly PathSegment[], message: string, atKey = false) => issues.push(issueAt(file, path, message, atKey));
 
     const sameName = appNames.get(spec.name);
-    if (sameName) where(["name"], `app "${spec.name}" is already defined in ${sameName.file.file}`);
-    appNames.set(spec.name, app);
+    if (sameName) where(["name"], `app "${spec.name}" is already defined in ${sameName.file.file}; an app name may be used once`);
+    else appNames.set(spec.name, app);
     if (RESERVED_APP_NAMES.includes(spec.name)) {
       where(["name"], `"${spec.name}" is reserved for berth itself; choose another app name`);
     }
@@ -49,10 +49,11 @@ export function checkSpec(
     checkRoutes(app, platform.spec, where);
 
     for (const [envName, env] of Object.entries(spec.environments)) {
+      const owner = `${spec.name}/${envName} (${file.file})`;
       env.domains.forEach((domain, index) => {
-        const owner = domains.get(domain);
-        if (owner) where(["environments", envName, "domains", index], `domain "${domain}" is already used by ${owner}`);
-        else domains.set(domain, `${spec.name}/${envName} (${file.file})`);
+        const domainOwner = domains.get(domain);
+        if (domainOwner) where(["environments", envName, "domains", index], `domain "${domain}" is already used by ${domainOwner}`);
+        else domains.set(domain, owner);
       });
 
       for (const componentName of Object.keys(env.components)) {
@@ -68,32 +69,58 @@ export function checkSpec(
         checkResources(override.resources, host, ["environments", envName, "components", componentName, "resources"], where);
       }
 
-      const database = databaseName(spec.name, envName);
-      const databaseOwner = databases.get(database);
-      if (databaseOwner) {
-        where(["environments", envName], `database name "${database}" of ${spec.name}/${envName} collides with ${databaseOwner} ('-' becomes '_'); rename the app or environment`, true);
-      } else databases.set(database, `${spec.name}/${envName} (${file.file})`);
-      if (database.length > POSTGRES_IDENTIFIER_MAX) {
-        where(["environments", envName], `database name "${database}" is longer than PostgreSQL's ${POSTGRES_IDENTIFIER_MAX} characters; shorten the app or environment name`, true);
-      }
-
-      for (const componentName of Object.keys(spec.components)) {
-        const container = containerBaseName(spec.name, componentName, envName);
-        const containerOwner = containers.get(container);
-        if (containerOwner) {
-          where(["components", componentName], `container name "${container}" of ${spec.name}/${envName} collides with ${containerOwner}; rename the component`, true);
-        } else containers.set(container, `${spec.name}/${envName} (${file.file})`);
-      }
-
       if (platform.spec?.tls.mode === "manual" && !env.tls) {
         where(["environments", envName], `tls.mode is manual in the platform file, so this environment needs tls: { cert, key }`, true);
       }
       if (platform.spec && platform.spec.tls.mode !== "manual" && env.tls) {
         where(["environments", envName, "tls"], `certificate files are only read when the platform's tls.mode is manual (it is ${platform.spec.tls.mode})`, true);
       }
+
+      // A second file with the same app name is reported once, above, not again for every name it repeats.
+      if (sameName) continue;
+
+      // Networks are berth-{app}-{env} and databases {app}_{env}: "a-b"/"c" and "a"/"b-c" share both.
+      const network = `berth-${spec.name}-${envName}`;
+      const database = databaseName(spec.name, envName);
+      const networkOwner = environmentNames.get(network);
+      if (networkOwner) {
+        where(
+          ["environments", envName],
+          `network "${network}" and database "${database}" of ${spec.name}/${envName} are also those of ${networkOwner}; rename the app or the environment`,
+          true,
+        );
+      } else environmentNames.set(network, owner);
+      if (database.length > POSTGRES_IDENTIFIER_MAX) {
+        where(["environments", envName], `database name "${database}" is longer than PostgreSQL's ${POSTGRES_IDENTIFIER_MAX} characters; shorten the app or environment name`, true);
+      }
+
+      for (const [componentName, component] of Object.entries(spec.components)) {
+        const replicas = env.components[componentName]?.replicas ?? component.replicas;
+        const names = containerNames(spec.name, componentName, envName, replicas);
+        const clash = names.find((container) => containers.has(container));
+        if (clash !== undefined) {
+          const other = containers.get(clash)!;
+          // Within one app only an environment name can make two containers meet ("prod" with replicas, "prod-1").
+          const isSameApp = other.app === spec.name;
+          where(
+            isSameApp ? ["environments", envName] : ["components", componentName],
+            `container name "${clash}" of ${spec.name}/${envName} is also a container of ${other.owner}; rename the ${isSameApp ? "environment" : "component"}`,
+            true,
+          );
+        }
+        for (const container of names) {
+          if (!containers.has(container)) containers.set(container, { app: spec.name, owner: `${spec.name}/${envName} (component ${componentName}, ${file.file})` });
+        }
+      }
     }
   }
   return issues;
+}
+
+/** The names of a component's containers: one bare name, or one per replica with -1, -2, … */
+export function containerNames(app: string, component: string, env: string, replicas: number): string[] {
+  const base = containerBaseName(app, component, env);
+  return replicas === 1 ? [base] : Array.from({ length: replicas }, (_, index) => `${base}-${index + 1}`);
 }
 
 function checkPlatform(file: ParsedFile, spec: PlatformSpec, host: HostLimits): SpecIssue[] {
@@ -123,7 +150,9 @@ function checkComponents({ spec }: ParsedApp, host: HostLimits, where: Report): 
     const path = ["components", name];
     if (component.build && component.image) where([...path, "image"], "set either build or image, not both", true);
     else if (!component.build && !component.image) where(path, "expected build (a directory of the source) or image, got neither", true);
-    if (component.build && !spec.source) where([...path, "build"], "build needs the app's source (source: { git, ref } or { path }); or use image", true);
+    if (component.build && !spec.source) {
+      where([...path, "build"], "build needs the app's source: add source: { path } or source: { git, ref } to the app, or use image instead", true);
+    }
     if (component.database && "DATABASE_URL" in component.env) {
       where([...path, "env", "DATABASE_URL"], "DATABASE_URL is set by berth for components with database: true; remove it", true);
     }
@@ -141,7 +170,7 @@ function checkResources(resources: Partial<ResourcesSpec> | undefined, host: Hos
   }
 }
 
-function checkRoutes({ spec }: ParsedApp, platform: PlatformSpec | undefined, where: Report): void {
+function checkRoutes({ file, spec }: ParsedApp, platform: PlatformSpec | undefined, where: Report): void {
   const components = Object.keys(spec.components);
   const seen = new Map<string, number>();
   spec.routes.forEach((route, index) => {
@@ -151,7 +180,12 @@ function checkRoutes({ spec }: ParsedApp, platform: PlatformSpec | undefined, wh
     }
     if (platform && !(route.limit in platform.proxy.rateLimits)) {
       const classes = Object.keys(platform.proxy.rateLimits);
-      where([...path, "limit"], `no rate-limit class "${route.limit}" in the platform's proxy.rateLimits (${classes.join(", ")})${didYouMean(route.limit, classes)}`);
+      const known = `the platform's proxy.rateLimits (${classes.join(", ")})`;
+      if (file.doc.hasIn([...path, "limit"])) {
+        where([...path, "limit"], `no rate-limit class "${route.limit}" in ${known}${didYouMean(route.limit, classes)}`);
+      } else {
+        where(path, `the default rate-limit class "${route.limit}" is not in ${known}; set limit`);
+      }
     }
     if (route.path.startsWith("^")) {
       try {

@@ -38,10 +38,11 @@ export function formatIssue(issue: SpecIssue): string {
 /** How a found value is named in messages: strings quoted, containers by kind. */
 export function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";
-  if (value === null) return "null";
+  // YAML reads `key:` with nothing after it as null; users think of it as empty, not as null.
+  if (value === null) return "an empty value";
   if (typeof value === "string") return JSON.stringify(value);
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "a mapping";
+  if (Array.isArray(value)) return value.length === 0 ? "an empty list" : "a list";
+  if (typeof value === "object") return Object.keys(value).length === 0 ? "an empty mapping" : "a mapping";
   return String(value);
 }
 
@@ -54,24 +55,33 @@ export function valueAt(data: unknown, path: readonly PathSegment[]): unknown {
   return current;
 }
 
+/** `key:` with nothing after it: the value has no text of its own to point at. */
+function isEmptyScalar(node: unknown): boolean {
+  return isScalar(node) && node.value === null && node.source === "";
+}
+
 /**
- * The node at `path`, or the deepest existing ancestor when the path does not exist
- * (a missing field is reported where its parent mapping starts). With `atKey`, the last
- * segment's key is returned instead of its value (for unknown-field messages).
+ * The node at `path`. A path that does not exist (a missing field) is reported at the key
+ * naming the mapping it is missing from, or at the mapping itself when it has no key (a list
+ * item, the file). A path that runs into a scalar (a shorthand like `health: /x`) stops there.
+ * With `atKey`, the last segment's key is returned instead of its value (unknown fields).
  */
 export function nodeAt(doc: Document.Parsed, path: readonly PathSegment[], atKey = false): Node | null {
   let node: unknown = doc.contents;
+  let key: Node | null = null;
   for (let i = 0; i < path.length; i++) {
     const segment = path[i]!;
     if (isMap(node)) {
       const pair = node.items.find((item) => isScalar(item.key) && String(item.key.value) === String(segment));
-      if (!pair) return node;
+      if (!pair) return key ?? (node as Node);
       const isLast = i === path.length - 1;
-      if ((isLast && atKey) || pair.value === null || pair.value === undefined) return pair.key as Node;
+      if ((isLast && atKey) || pair.value === null || pair.value === undefined || isEmptyScalar(pair.value)) return pair.key as Node;
+      key = pair.key as Node;
       node = pair.value;
     } else if (isSeq(node) && typeof segment === "number") {
       const item = node.items[segment];
       if (item === undefined || item === null) return node;
+      key = null;
       node = item;
     } else {
       return (node as Node | null) ?? null;

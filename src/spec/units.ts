@@ -63,3 +63,31 @@ export function formatDuration(ms: number): string {
   if (ms % 1000 === 0) return `${ms / 1000}s`;
   return `${ms}ms`;
 }
+
+const CRON_FIELDS = [
+  ["minute", 0, 59],
+  ["hour", 0, 23],
+  ["day of month", 1, 31],
+  ["month", 1, 12],
+  ["day of week", 0, 7],
+] as const;
+
+/** Why a 5-field cron schedule ("0 2 * * *") cannot be read, or undefined when it can. Numbers only, no names. */
+export function cronProblem(schedule: string): string | undefined {
+  const fields = schedule.trim() === "" ? [] : schedule.trim().split(/\s+/);
+  if (fields.length !== 5) return `${fields.length} field${fields.length === 1 ? "" : "s"} instead of 5`;
+  for (const [index, field] of fields.entries()) {
+    const [what, min, max] = CRON_FIELDS[index]!;
+    for (const part of field.split(",")) {
+      const match = /^(?:\*|(\d+)(?:-(\d+))?)(?:\/(\d+))?$/.exec(part);
+      if (!match) return `${what} "${field}" is not *, a number, a range or a list of them`;
+      const [, from, to, step] = match;
+      for (const value of [from, to]) {
+        if (value !== undefined && (Number(value) < min || Number(value) > max)) return `${what} ${value} is outside ${min}-${max}`;
+      }
+      if (from !== undefined && to !== undefined && Number(to) < Number(from)) return `${what} range ${from}-${to} runs backwards`;
+      if (step !== undefined && Number(step) === 0) return `${what} step /0 never matches`;
+    }
+  }
+  return undefined;
+}

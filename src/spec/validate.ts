@@ -1,13 +1,15 @@
 // Pure validation of a whole spec (platform file + app files): every problem at once,
 // each with its position. Nothing here reads files: callers pass the texts in.
-import { LineCounter, parseDocument } from "yaml";
+import { LineCounter, parseDocument, visit, type YAMLError } from "yaml";
 import type { z } from "zod";
 import { checkSpec, type HostLimits } from "./cross.js";
 import {
+  closest,
   describeValue,
   didYouMean,
+  formatIssue,
+  formatPath,
   issueAt,
-  valueAt,
   type ParsedFile,
   type PathSegment,
   type SpecIssue,
@@ -37,16 +39,56 @@ export interface Spec {
 
 export type SpecResult = { ok: true; spec: Spec } | { ok: false; issues: SpecIssue[] };
 
-export function parseYaml(source: SourceText): { parsed: ParsedFile; issues: SpecIssue[] } {
+/** The YAML library's wording where it names its own API or reads badly; the rest is kept. */
+function yamlMessage(error: YAMLError, text: string): string {
+  switch (error.code) {
+    case "DUPLICATE_KEY": {
+      // The error marks only the key's first character; the key runs up to its ':'.
+      const key = /^("[^"]*"|'[^']*'|[^:,{}[\]\n]*[^:,{}[\]\s])/.exec(text.slice(error.pos[0]))?.[1] ?? "";
+      return `duplicate key ${JSON.stringify(key.replace(/^["']|["']$/g, ""))}; a key may appear only once in a mapping`;
+    }
+    case "MULTIPLE_DOCS":
+      return "more than one document (a second '---'); a spec file holds one document";
+    case "TAB_AS_INDENT":
+      return "tabs are not allowed as indentation; indent with spaces";
+    default: {
+      const message = error.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+      return message.charAt(0).toLowerCase() + message.slice(1);
+    }
+  }
+}
+
+export interface ParsedYaml {
+  parsed: ParsedFile;
+  /** The document as plain data; undefined when the YAML has errors. */
+  data: unknown;
+  issues: SpecIssue[];
+}
+
+export function parseYaml(source: SourceText): ParsedYaml {
   const lines = new LineCounter();
   const doc = parseDocument(source.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const parsed: ParsedFile = { file: source.file, doc, lines };
-  const issues = doc.errors.map((error) => {
-    const { line, col } = lines.linePos(error.pos[0]);
-    const message = error.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "");
+  const at = (offset: number, message: string): SpecIssue => {
+    const { line, col } = lines.linePos(offset);
     return { file: source.file, line, column: col, path: "", message: `invalid YAML: ${message}` };
+  };
+  const issues = doc.errors.map((error) => at(error.pos[0], yamlMessage(error, source.text)));
+  if (issues.length > 0) return { parsed, data: undefined, issues };
+
+  // An alias without its anchor is not a parse error to the YAML library; it throws later, in toJS.
+  visit(doc, {
+    Alias(_, alias) {
+      if (alias.resolve(doc) === undefined) issues.push(at(alias.range?.[0] ?? 0, `alias *${alias.source} has no anchor &${alias.source} before it`));
+    },
   });
-  return { parsed, issues };
+  if (issues.length > 0) return { parsed, data: undefined, issues };
+  try {
+    return { parsed, data: doc.toJS(), issues };
+  } catch (error) {
+    // The library refuses documents that expand aliases beyond its limit (a "billion laughs" file).
+    return { parsed, data: undefined, issues: [at(0, (error as Error).message)] };
+  }
 }
 
 /** The zod shape (or nested schema) at a path, to list the known keys of a mapping. */
@@ -115,49 +157,141 @@ function expectedFallback(issue: { code?: string; expected?: string; values?: un
 
 type ZodIssue = z.core.$ZodIssue;
 
-function collectIssues(
-  file: ParsedFile,
+/** A problem the schema found, before it is placed in the file. */
+interface Finding {
+  path: PathSegment[];
+  message: string;
+  /** Point at the key rather than the value (unknown fields, bad names used as keys). */
+  atKey?: boolean;
+  /** A required field that is absent. */
+  isMissing?: boolean;
+  /** For an unknown key: the known field it is probably a misspelling of. */
+  suggestion?: string;
+}
+
+/** Where a union of several mapping forms (like `source`) was given a mapping that fits none. */
+interface UnionForms {
+  path: readonly PathSegment[];
+  /** The union's own words for its forms. */
+  expected: string;
+  /** Keys of the given mapping that the closest form accepts. */
+  acceptedKeys: string[];
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+const samePath = (a: readonly PathSegment[], b: readonly PathSegment[]) => a.length === b.length && a.every((s, i) => s === b[i]);
+
+/**
+ * The value at `path`. A path that runs into a scalar stops there: a shorthand like
+ * `health: /x` is expanded before it is checked, but the user wrote the scalar.
+ */
+function foundAt(data: unknown, path: readonly PathSegment[]): { path: PathSegment[]; value: unknown } {
+  let current = data;
+  for (let i = 0; i < path.length; i++) {
+    if (current === undefined) return { path: [...path], value: undefined };
+    if (current === null || typeof current !== "object") return { path: path.slice(0, i), value: current };
+    current = (current as Record<PathSegment, unknown>)[path[i]!];
+  }
+  return { path: [...path], value: current };
+}
+
+function collectFindings(
   schema: z.ZodType,
   data: unknown,
   zodIssues: readonly ZodIssue[],
   prefix: readonly PathSegment[],
-  out: SpecIssue[],
+  out: Finding[],
+  union?: UnionForms,
 ): void {
   for (const issue of zodIssues) {
     const path = [...prefix, ...(issue.path as PathSegment[])];
-    const found = valueAt(data, path);
     if (issue.code === "unrecognized_keys") {
       const known = knownKeys(schema, path);
+      const forms = union && samePath(union.path, path) ? union : undefined;
       for (const key of issue.keys) {
-        out.push(issueAt(file, [...path, key], `unknown field${didYouMean(key, known)}`, true));
+        if (forms && known.includes(key) && forms.acceptedKeys.length > 0) {
+          // A key of another form of the union: the user mixed two forms.
+          const others = forms.acceptedKeys.map((k) => JSON.stringify(k)).join(", ");
+          out.push({ path: [...path, key], atKey: true, message: `cannot be used together with ${others}; expected ${forms.expected}` });
+          continue;
+        }
+        const suggestion = closest(key, known);
+        const hint =
+          suggestion !== undefined ? `did you mean "${suggestion}"?` : forms ? `expected ${forms.expected}` : `known fields are ${known.join(", ")}`;
+        out.push({ path: [...path, key], atKey: true, message: `unknown field; ${hint}`, ...(suggestion !== undefined ? { suggestion } : {}) });
       }
-    } else if (issue.code === "invalid_union" && issue.errors.length === 0 && "discriminator" in issue) {
-      // A discriminated union with an unknown tag: point at the tag itself.
+      continue;
+    }
+    if (issue.code === "invalid_key") {
+      // A mapping key that is not a valid name (a component `Web`, a variable `my-var`).
+      const expected = issue.issues[0]?.message ?? "a valid name";
+      out.push({ path, atKey: true, message: `expected ${expected}, got ${JSON.stringify(String(path.at(-1)))}` });
+      continue;
+    }
+    if (issue.code === "invalid_union" && issue.errors.length === 0 && "discriminator" in issue) {
+      // A discriminated union with a missing or unknown tag: point at the tag itself.
       const options = ((issue as { options?: unknown[] }).options ?? []).map(String);
       const tagPath = path.at(-1) === issue.discriminator ? path : [...path, String(issue.discriminator)];
-      const tag = valueAt(data, tagPath);
-      const hint = typeof tag === "string" ? didYouMean(tag, options) : "";
-      out.push(issueAt(file, tagPath, `expected one of ${options.join(", ")}, got ${describeValue(tag)}${hint}`));
-    } else if (issue.code === "invalid_union" && found !== null && typeof found === "object" && !Array.isArray(found)) {
-      // A shorthand-or-mapping field given a mapping: the mapping branch's problems are the useful ones.
-      const branch = issue.errors.find((errors) => !errors.some((e) => e.path.length === 0 && e.code === "invalid_type"));
-      if (branch) collectIssues(file, schema, data, branch, path, out);
-      else out.push(issueAt(file, path, `expected ${issue.message}, got ${describeValue(found)}`));
+      const tag = foundAt(data, tagPath).value;
+      if (tag === undefined) out.push({ path: tagPath, isMissing: true, message: `missing field; expected one of ${options.join(", ")}` });
+      else {
+        const hint = typeof tag === "string" ? didYouMean(tag, options) : "";
+        out.push({ path: tagPath, message: `expected one of ${options.join(", ")}, got ${describeValue(tag)}${hint}` });
+      }
+      continue;
+    }
+    const found = foundAt(data, path);
+    if (issue.code === "invalid_union" && isMapping(found.value) && found.path.length === path.length) {
+      // A mapping given to a union: the problems of the mapping form that fits best are the useful ones.
+      const forms = issue.errors.filter((errors) => !errors.some((e) => e.path.length === 0 && e.code === "invalid_type"));
+      if (forms.length > 0) {
+        const best = forms.reduce((a, b) => (b.length < a.length ? b : a));
+        if (forms.length === 1) {
+          collectFindings(schema, data, best, path, out);
+          continue;
+        }
+        const unknown = new Set(best.flatMap((e) => (e.code === "unrecognized_keys" && e.path.length === 0 ? e.keys : [])));
+        const acceptedKeys = Object.keys(found.value).filter((key) => !unknown.has(key));
+        // With keys of no form at all, "missing git" would only guess which form was meant.
+        const isMissing = (e: ZodIssue) => e.code === "invalid_type" && foundAt(data, [...path, ...(e.path as PathSegment[])]).value === undefined;
+        const kept = unknown.size > 0 ? best.filter((e) => !isMissing(e)) : best;
+        collectFindings(schema, data, kept, path, out, { path, expected: issue.message, acceptedKeys });
+        continue;
+      }
+    }
+    const params = issue.code === "custom" ? (issue.params as { detail?: unknown } | undefined) : undefined;
+    const detail = typeof params?.detail === "string" ? ` (${params.detail})` : "";
+    if (found.value === undefined) {
+      out.push({ path: found.path, isMissing: true, message: `missing field; expected ${issue.message}` });
     } else if (issue.code === "invalid_value") {
-      const options = issue.values.map(String);
-      const hint = typeof found === "string" ? didYouMean(found, options) : "";
-      out.push(issueAt(file, path, `expected ${issue.message}, got ${describeValue(found)}${hint}`));
+      const hint = typeof found.value === "string" ? didYouMean(found.value, issue.values.map(String)) : "";
+      out.push({ path: found.path, message: `expected ${issue.message}, got ${describeValue(found.value)}${hint}` });
     } else {
-      out.push(issueAt(file, path, `expected ${issue.message}, got ${describeValue(found)}`));
+      const got = found.path.length === 0 && found.value === null ? "an empty file" : describeValue(found.value);
+      out.push({ path: found.path, message: `expected ${issue.message}, got ${got}${detail}` });
     }
   }
 }
 
-function parseWith<T extends z.ZodType>(schema: T, file: ParsedFile, issues: SpecIssue[]): z.output<T> | undefined {
-  const data: unknown = file.doc.toJS();
+function parseWith<T extends z.ZodType>(schema: T, file: ParsedFile, data: unknown, issues: SpecIssue[]): z.output<T> | undefined {
   const result = schema.safeParse(data, { error: (issue) => expectedFallback(issue as never) });
   if (result.success) return result.data;
-  collectIssues(file, schema, data, result.error.issues, [], issues);
+  const findings: Finding[] = [];
+  collectFindings(schema, data, result.error.issues, [], findings);
+  // `enviroments:` is reported once, as a misspelling, not again as `environments` missing.
+  const suggested = new Set(findings.flatMap((f) => (f.suggestion === undefined ? [] : [formatPath([...f.path.slice(0, -1), f.suggestion])])));
+  const seen = new Set<string>();
+  for (const finding of findings) {
+    if (finding.isMissing && suggested.has(formatPath(finding.path))) continue;
+    const issue = issueAt(file, finding.path, finding.message, finding.atKey);
+    const key = formatIssue(issue);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    issues.push(issue);
+  }
   return undefined;
 }
 
@@ -166,22 +300,26 @@ export function validateSpec(files: SpecFiles, host: HostLimits): SpecResult {
   const issues: SpecIssue[] = [];
   const platformFile = parseYaml(files.platform);
   issues.push(...platformFile.issues);
-  const platform = platformFile.issues.length === 0 ? parseWith(platformSchema, platformFile.parsed, issues) : undefined;
+  const platform = platformFile.issues.length === 0 ? parseWith(platformSchema, platformFile.parsed, platformFile.data, issues) : undefined;
 
   const apps: { file: ParsedFile; spec: AppSpec }[] = [];
   for (const source of files.apps) {
     const appFile = parseYaml(source);
     issues.push(...appFile.issues);
     if (appFile.issues.length > 0) continue;
-    const spec = parseWith(appSchema, appFile.parsed, issues);
+    const spec = parseWith(appSchema, appFile.parsed, appFile.data, issues);
     if (spec) apps.push({ file: appFile.parsed, spec });
   }
 
+  // Cross-field checks see only the files that passed the schema: a file with schema problems
+  // would otherwise add guesses on top of them.
   issues.push(...checkSpec({ file: platformFile.parsed, spec: platform }, apps, host));
   if (issues.length > 0 || !platform) return { ok: false, issues: sortIssues(issues) };
   return { ok: true, spec: { platform, apps: apps.map((app) => ({ file: app.file.file, spec: app.spec })) } };
 }
 
 function sortIssues(issues: SpecIssue[]): SpecIssue[] {
-  return [...issues].sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column);
+  return [...issues].sort(
+    (a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.column - b.column || a.path.localeCompare(b.path) || a.message.localeCompare(b.message),
+  );
 }
