@@ -1,0 +1,60 @@
+// Where the proxy's files are. A generation's own files (nginx.conf, includes/, sites/) are
+// named relative to it, so `nginx -t` can check a staged generation before `current` points
+// at it. Everything shared between generations has an absolute path in the proxy container.
+import type { EnvironmentPlan } from "../plan/types.js";
+
+export interface ProxyPaths {
+  /** Holds `<app>-<env>/fullchain.pem` and `privkey.pem` per environment. */
+  certs: string;
+  /** Holds the rendered pages (RenderedProxy.pages). */
+  pages: string;
+  /** ACME HTTP-01 webroot: challenge files live under `.well-known/acme-challenge/` in it. */
+  acmeWebroot: string;
+  accessLog: string;
+  errorLog: string;
+  pid: string;
+}
+
+export const DEFAULT_PROXY_PATHS: ProxyPaths = {
+  certs: "/etc/berth/certs",
+  pages: "/etc/berth/pages",
+  acmeWebroot: "/var/www/acme",
+  accessLog: "/var/log/berth/access.log",
+  errorLog: "/var/log/berth/error.log",
+  pid: "/run/nginx.pid",
+};
+
+type EnvironmentName = Pick<EnvironmentPlan, "app" | "env">;
+
+/** Files of one generation, relative to its directory. */
+export const configFiles = {
+  nginxConf: "nginx.conf",
+  proxyHeaders: "includes/proxy-headers.conf",
+  securityHeaders: ({ app, env }: EnvironmentName) => `includes/security-${app}-${env}.conf`,
+  site: (app: string) => `sites/${app}.conf`,
+};
+
+/** Pages, relative to ProxyPaths.pages. */
+export const pageFiles = {
+  unavailable: "unavailable.html",
+  maintenance: ({ app, env }: EnvironmentName) => `${app}-${env}/maintenance.html`,
+};
+
+/** Key of an environment in ProxyObserved.certificates. */
+export function certificateKey({ app, env }: EnvironmentName): string {
+  return `${app}/${env}`;
+}
+
+/**
+ * Directory name of an environment's certificate under ProxyPaths.certs. Unique per
+ * environment: the spec rejects two environments whose `<app>_<env>` database names collide,
+ * and `<app>-<env>` collides exactly when those do.
+ */
+export function certificateDirName({ app, env }: EnvironmentName): string {
+  return `${app}-${env}`;
+}
+
+export function certificateFiles(paths: ProxyPaths, environment: EnvironmentName): { fullchain: string; privkey: string } {
+  const dir = `${paths.certs}/${certificateDirName(environment)}`;
+  return { fullchain: `${dir}/fullchain.pem`, privkey: `${dir}/privkey.pem` };
+}

@@ -1,0 +1,176 @@
+// The main file of a generation: process settings, what every server shares (logs, request
+// ids, rate-limit zones, compression, TLS, upstream transport), the server for unknown hosts,
+// and the sites. Rendered files are included by relative paths, which nginx resolves from the
+// directory of the -c file: the same text works in a staged generation and behind `current`.
+import type { PlatformPlan } from "../plan/types.js";
+import type { ProxyPaths } from "./layout.js";
+import { block, DOLLAR_VARIABLE, renderConfig, word, type ConfigLine } from "./syntax.js";
+
+/** Fields of the JSON access log; app and env come from the `set` of each server. */
+const ACCESS_LOG_FIELDS: [string, string][] = [
+  ["time", '"$time_iso8601"'],
+  ["app", '"$berth_app"'],
+  ["env", '"$berth_env"'],
+  ["host", '"$host"'],
+  ["method", '"$request_method"'],
+  ["uri", '"$request_uri"'],
+  ["status", "$status"],
+  ["bytes", "$body_bytes_sent"],
+  ["request_time", "$request_time"],
+  ["upstream_response_time", '"$upstream_response_time"'],
+  ["upstream_addr", '"$upstream_addr"'],
+  ["request_id", '"$berth_request_id"'],
+  ["remote_addr", '"$remote_addr"'],
+  ["user_agent", '"$http_user_agent"'],
+];
+
+const STATIC_ASSET_EXTENSIONS = ["js", "css", "png", "jpg", "jpeg", "gif", "ico", "svg", "woff", "woff2"];
+
+const GZIP_TYPES = ["text/plain", "text/css", "text/javascript", "application/javascript", "application/json", "image/svg+xml"];
+
+/** Mozilla's "intermediate" TLS 1.2 suites (ECDHE only: no dhparam file to manage). */
+const TLS12_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+];
+
+export function renderNginxConf(plan: PlatformPlan, paths: ProxyPaths): string {
+  return renderConfig([
+    `# Proxy of berth platform "${plan.platform}". Rendered by berth; do not edit: the next apply replaces it.`,
+    "worker_processes auto;",
+    "worker_rlimit_nofile 8192;",
+    `pid ${word(paths.pid)};`,
+    `error_log ${word(paths.errorLog)} warn;`,
+    "",
+    block("events", ["worker_connections 4096;"]),
+    "",
+    block("http", [
+      ...basics(),
+      "",
+      ...requestIds(),
+      "",
+      ...accessLog(paths),
+      "",
+      ...rateLimits(plan),
+      "",
+      ...compression(),
+      "",
+      ...responseMaps(plan),
+      "",
+      ...tls(),
+      "",
+      ...upstreamTransport(),
+      "",
+      unknownHostServer(),
+      "",
+      "include sites/*.conf;",
+    ]),
+  ]);
+}
+
+function basics(): ConfigLine[] {
+  return [
+    "server_tokens off;",
+    "default_type application/octet-stream;",
+    "sendfile on;",
+    "tcp_nopush on;",
+    "keepalive_timeout 65s;",
+    // Long domain names and many of them: nginx refuses to start when its name hash overflows.
+    "server_names_hash_bucket_size 128;",
+    "server_names_hash_max_size 4096;",
+    "# $berth_app and $berth_env stay empty for requests no tenant server answered.",
+    "uninitialized_variable_warn off;",
+  ];
+}
+
+function requestIds(): ConfigLine[] {
+  return [
+    "# A client's X-Request-ID is kept when it looks like an id; otherwise nginx makes one.",
+    block("map $http_x_request_id $berth_request_id", [
+      'default $request_id;',
+      '"~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id;',
+    ]),
+  ];
+}
+
+function accessLog(paths: ProxyPaths): ConfigLine[] {
+  // One quoted part per field; nginx joins them into one JSON object per request.
+  const fields = ACCESS_LOG_FIELDS.map(([name, value]) => `"${name}":${value}`);
+  const parts = fields.map((field, index) => `    '${index === 0 ? "{" : ""}${field}${index === fields.length - 1 ? "}" : ","}'`);
+  return [`log_format berth_json escape=json\n${parts.join("\n")};`, `access_log ${word(paths.accessLog)} berth_json;`];
+}
+
+/** One zone per rate-limit class of the platform, keyed by client address. */
+function rateLimits(plan: PlatformPlan): ConfigLine[] {
+  return [
+    ...Object.entries(plan.proxy.rateLimits).map(
+      ([name, { rate }]) => `limit_req_zone $binary_remote_addr zone=${name}:10m rate=${rate}r/s;`,
+    ),
+    "limit_req_status 429;",
+  ];
+}
+
+function compression(): ConfigLine[] {
+  return [
+    "gzip on;",
+    "gzip_comp_level 6;",
+    "gzip_vary on;",
+    "gzip_proxied any;",
+    `gzip_types ${GZIP_TYPES.join(" ")};`,
+  ];
+}
+
+function responseMaps(plan: PlatformPlan): ConfigLine[] {
+  return [
+    "# Long caching for static assets; an empty value makes add_header add nothing.",
+    block("map $uri $berth_asset_cache_control", [
+      'default "";',
+      `"~*\\.(${STATIC_ASSET_EXTENSIONS.join("|")})$" "public, max-age=604800, immutable";`,
+    ]),
+    "# WebSocket upgrades pass through; other requests send no Connection header, keeping upstream connections alive.",
+    block("map $http_upgrade $berth_connection_upgrade", ["default upgrade;", '"" "";']),
+    "# The port clients used, as published on the host (Docker maps it to 80/443 here).",
+    block("map $scheme $berth_forwarded_port", [`default ${plan.proxy.httpPort};`, `https ${plan.proxy.httpsPort};`]),
+    "# A literal '$' for header values: nginx strings have no escape for it.",
+    block(`geo $${DOLLAR_VARIABLE}`, ['default "$";']),
+  ];
+}
+
+function tls(): ConfigLine[] {
+  return [
+    "ssl_protocols TLSv1.2 TLSv1.3;",
+    `ssl_ciphers ${TLS12_CIPHERS.join(":")};`,
+    "ssl_prefer_server_ciphers off;",
+    "ssl_session_cache shared:berth_tls:10m;",
+    "ssl_session_timeout 1d;",
+    "ssl_session_tickets off;",
+  ];
+}
+
+function upstreamTransport(): ConfigLine[] {
+  return [
+    "# HTTP/1.1 for keepalive and WebSockets; a replica that refuses or times out is skipped.",
+    "proxy_http_version 1.1;",
+    "proxy_connect_timeout 5s;",
+    "proxy_next_upstream error timeout;",
+  ];
+}
+
+/**
+ * Catches every Host no environment declares, so an unknown name never gets some tenant's
+ * site (nginx would otherwise pick the first server on the port). On 443 the handshake is
+ * refused: no certificate is needed, and none is shown.
+ */
+function unknownHostServer(): ConfigLine {
+  return block("server", [
+    "listen 80 default_server;",
+    "listen 443 ssl http2 default_server;",
+    "server_name _;",
+    "ssl_reject_handshake on;",
+    "return 421;",
+  ]);
+}

@@ -1,0 +1,59 @@
+// The proxy's whole configuration from the plan and what is running: pure and synchronous,
+// same input, same bytes, so apply can compare a render with the live generation and skip
+// the reload when nothing changed.
+import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
+import { renderProxyHeaders, renderSecurityHeaders } from "./includes.js";
+import { certificateFiles, certificateKey, configFiles, DEFAULT_PROXY_PATHS, pageFiles, type ProxyPaths } from "./layout.js";
+import { renderNginxConf } from "./nginx-conf.js";
+import { maintenancePage, unavailablePage } from "./pages.js";
+import { renderSite, type ServedEnvironment } from "./sites.js";
+
+export { DEFAULT_PROXY_PATHS, certificateDirName, certificateFiles, certificateKey, configFiles, pageFiles } from "./layout.js";
+export type { ProxyPaths } from "./layout.js";
+
+export interface ProxyObserved {
+  /** "ip:port" of the running, healthy containers behind each RoutePlan.upstream. */
+  upstreams: Record<string, string[]>;
+  /** Whether a certificate exists for an environment, by `certificateKey` ("app/env"). */
+  certificates: Record<string, boolean>;
+}
+
+export interface RenderedProxy {
+  /** One generation: paths relative to its directory (nginx.conf, includes/…, sites/…). */
+  config: Record<string, string>;
+  /** Pages, relative to ProxyPaths.pages; shared by every generation. */
+  pages: Record<string, string>;
+}
+
+export function renderProxyConfig(plan: PlatformPlan, observed: ProxyObserved, paths: ProxyPaths = DEFAULT_PROXY_PATHS): RenderedProxy {
+  const served = plan.environments.map((environment) => serveEnvironment(environment, observed, paths));
+  const config: Record<string, string> = {
+    [configFiles.nginxConf]: renderNginxConf(plan, paths),
+    [configFiles.proxyHeaders]: renderProxyHeaders(),
+  };
+  for (const { environment, certificate } of served) {
+    config[configFiles.securityHeaders(environment)] = renderSecurityHeaders(environment, certificate !== undefined);
+  }
+  const context = { upstreams: observed.upstreams, paths, httpsPort: plan.proxy.httpsPort };
+  for (const [app, environments] of groupByApp(served)) config[configFiles.site(app)] = renderSite(app, environments, context);
+
+  const pages: Record<string, string> = { [pageFiles.unavailable]: unavailablePage() };
+  for (const environment of plan.environments) pages[pageFiles.maintenance(environment)] = maintenancePage(environment);
+  return { config, pages };
+}
+
+/** TLS serves an environment once its certificate exists; before that, port 80 does. */
+function serveEnvironment(environment: EnvironmentPlan, observed: ProxyObserved, paths: ProxyPaths): ServedEnvironment {
+  const hasCertificate = environment.tls.mode !== "off" && observed.certificates[certificateKey(environment)] === true;
+  return hasCertificate ? { environment, certificate: certificateFiles(paths, environment) } : { environment };
+}
+
+function groupByApp(served: ServedEnvironment[]): Map<string, ServedEnvironment[]> {
+  const apps = new Map<string, ServedEnvironment[]>();
+  for (const entry of served) {
+    const environments = apps.get(entry.environment.app) ?? [];
+    environments.push(entry);
+    apps.set(entry.environment.app, environments);
+  }
+  return apps;
+}

@@ -1,0 +1,172 @@
+// One site file per app: for each environment, an upstream per routed component and its
+// server blocks. An environment is served over TLS once it has a certificate; until then (or
+// with TLS off) its app answers on port 80, so a new environment works before ACME has run.
+import { BerthError } from "../errors.js";
+import type { EnvironmentPlan, RoutePlan } from "../plan/types.js";
+import { configFiles, pageFiles, type ProxyPaths } from "./layout.js";
+import { block, quoted, word, renderConfig, type ConfigBlock, type ConfigLine } from "./syntax.js";
+
+export interface ServedEnvironment {
+  environment: EnvironmentPlan;
+  /** Certificate files when the environment is served over TLS; absent when served on port 80. */
+  certificate?: { fullchain: string; privkey: string };
+}
+
+export interface SiteContext {
+  /** "ip:port" of healthy containers by upstream name. */
+  upstreams: Record<string, string[]>;
+  paths: ProxyPaths;
+  /** Public HTTPS port on the host, for redirects. */
+  httpsPort: number;
+}
+
+const UNAVAILABLE_URI = "/__berth/unavailable.html";
+const MAINTENANCE_URI = "/__berth/maintenance.html";
+const UPSTREAM_KEEPALIVE = 16;
+
+export function renderSite(app: string, environments: ServedEnvironment[], context: SiteContext): string {
+  return renderConfig([
+    `# App ${app}: upstreams and servers of every environment. Rendered by berth; do not edit.`,
+    ...environments.flatMap((served) => ["", ...environmentSection(served, context)]),
+  ]);
+}
+
+function environmentSection(served: ServedEnvironment, context: SiteContext): ConfigLine[] {
+  const { environment, certificate } = served;
+  const servers = certificate
+    ? [redirectingHttpServer(environment, context), "", tlsServer(environment, certificate, context)]
+    : [plainHttpServer(environment, context)];
+  return [
+    `# ${environment.app}/${environment.env}`,
+    ...upstreamNames(environment.routes).map((name) => upstreamBlock(name, context.upstreams[name] ?? [])),
+    "",
+    ...servers,
+  ];
+}
+
+/** Each upstream once, in route order: two routes may lead to the same component. */
+function upstreamNames(routes: RoutePlan[]): string[] {
+  return [...new Set(routes.map((route) => route.upstream))];
+}
+
+/**
+ * Only healthy containers are listed, so health is berth's business: `max_fails=0` keeps nginx
+ * from benching a replica for seconds after one error. Addresses are sorted so the same set of
+ * containers renders the same bytes and triggers no reload.
+ */
+function upstreamBlock(name: string, addresses: string[]): ConfigBlock {
+  const servers =
+    addresses.length > 0
+      ? [...new Set(addresses)].sort().map((address) => `server ${checkedAddress(name, address)} max_fails=0;`)
+      : ["# No healthy container: nginx still loads, and answers with the unavailable page.", "server 127.0.0.1:9 down;"];
+  return block(`upstream ${name}`, [...servers, `keepalive ${UPSTREAM_KEEPALIVE};`]);
+}
+
+function checkedAddress(upstream: string, address: string): string {
+  if (/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/.test(address)) return address;
+  throw new BerthError(
+    "INTERNAL",
+    `observed address ${JSON.stringify(address)} of upstream ${upstream} is not "ip:port"`,
+    "This is a bug in berth's container inspection; report it.",
+  );
+}
+
+/** Port 80 of an environment served over TLS: ACME challenges, and a redirect for the rest. */
+function redirectingHttpServer(environment: EnvironmentPlan, context: SiteContext): ConfigBlock {
+  const port = context.httpsPort === 443 ? "" : `:${context.httpsPort}`;
+  return block("server", [
+    "listen 80;",
+    ...identity(environment),
+    "",
+    acmeChallengeLocation(context.paths),
+    "",
+    // 308 keeps the method and body: a POST sent to http:// is not silently turned into a GET.
+    block("location /", [`return 308 https://$host${port}$request_uri;`]),
+  ]);
+}
+
+/** Port 80 of an environment without TLS (off, or no certificate yet): ACME challenges and the app. */
+function plainHttpServer(environment: EnvironmentPlan, context: SiteContext): ConfigBlock {
+  return block("server", [
+    "listen 80;",
+    ...identity(environment),
+    ...appServerBody(environment, context, [acmeChallengeLocation(context.paths)]),
+  ]);
+}
+
+function tlsServer(environment: EnvironmentPlan, certificate: { fullchain: string; privkey: string }, context: SiteContext): ConfigBlock {
+  return block("server", [
+    "listen 443 ssl http2;",
+    ...identity(environment),
+    `ssl_certificate ${word(certificate.fullchain)};`,
+    `ssl_certificate_key ${word(certificate.privkey)};`,
+    ...appServerBody(environment, context, []),
+  ]);
+}
+
+/** Names the server answers to, and the app and environment its requests are logged under. */
+function identity(environment: EnvironmentPlan): string[] {
+  return [
+    `server_name ${environment.domains.join(" ")};`,
+    `set $berth_app ${environment.app};`,
+    `set $berth_env ${environment.env};`,
+  ];
+}
+
+/**
+ * The app itself: in maintenance every request gets the maintenance page with 503; otherwise
+ * the routes, with nginx's own 502/504 (no replica answered) replaced by the unavailable page.
+ * The security headers are included at server level for the locations that add none.
+ */
+function appServerBody(environment: EnvironmentPlan, context: SiteContext, extraLocations: ConfigBlock[]): ConfigLine[] {
+  const securityHeaders = configFiles.securityHeaders(environment);
+  const { pages } = context.paths;
+  const locations = environment.isInMaintenance
+    ? [
+        block("location /", ["return 503;"]),
+        pageLocation(MAINTENANCE_URI, `${pages}/${pageFiles.maintenance(environment)}`),
+      ]
+    : [
+        ...environment.routes.map((route) => routeLocation(route, securityHeaders)),
+        ...(environment.routes.some((route) => route.kind === "prefix" && route.path === "/") ? [] : [notFoundLocation()]),
+        pageLocation(UNAVAILABLE_URI, `${pages}/${pageFiles.unavailable}`),
+      ];
+  return [
+    `include ${securityHeaders};`,
+    environment.isInMaintenance ? `error_page 503 ${MAINTENANCE_URI};` : `error_page 502 504 ${UNAVAILABLE_URI};`,
+    ...[...extraLocations, ...locations].flatMap((location) => ["", location]),
+  ];
+}
+
+/**
+ * `^~` makes this prefix win over every regex route: a tenant's regex must not swallow the
+ * challenge path, or certificates stop renewing.
+ */
+function acmeChallengeLocation(paths: ProxyPaths): ConfigBlock {
+  return block("location ^~ /.well-known/acme-challenge/", [`root ${word(paths.acmeWebroot)};`, "default_type text/plain;"]);
+}
+
+/**
+ * Regex routes keep their plan order among themselves (nginx tries regexes in file order);
+ * prefix routes match by longest prefix wherever they stand.
+ */
+function routeLocation(route: RoutePlan, securityHeaders: string): ConfigBlock {
+  const match = route.kind === "regex" ? `~ ${quoted(route.path)}` : word(route.path);
+  return block(`location ${match}`, [
+    `limit_req zone=${route.limit.name} burst=${route.limit.burst} nodelay;`,
+    `proxy_pass http://${route.upstream};`,
+    `include ${configFiles.proxyHeaders};`,
+    `include ${securityHeaders};`,
+    "add_header Cache-Control $berth_asset_cache_control;",
+  ]);
+}
+
+/** Without a route for "/", nginx would serve its own default root for unrouted paths. */
+function notFoundLocation(): ConfigBlock {
+  return block("location /", ["return 404;"]);
+}
+
+/** A page nginx serves itself, reachable only through error_page. */
+function pageLocation(uri: string, file: string): ConfigBlock {
+  return block(`location = ${uri}`, ["internal;", `alias ${word(file)};`]);
+}
