@@ -1,0 +1,624 @@
+// The proxy renderer: exact files for a small app, then properties that must hold for the
+// reference platform under every kind of observation.
+/* eslint @typescript-eslint/no-floating-promises: ["error", { "allowForKnownSafeCalls":
+   [{ "from": "package", "package": "node:test", "name": ["describe", "test"] }] }]
+   -- node:test awaits and reports the promises of describe and test itself. */
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { PlatformPlan } from "../../src/plan/types.js";
+import {
+  configFiles,
+  DEFAULT_PROXY_PATHS,
+  pageFiles,
+  renderProxyConfig,
+  type ProxyObserved,
+  type RenderedProxy,
+} from "../../src/proxy/render.js";
+import { quoted, quotedText } from "../../src/proxy/syntax.js";
+import { parseNginx, planFromTexts, referencePlan, walk, type Directive } from "./proxy-fixtures.js";
+
+const platformYaml = (tls: string, httpsPort = 8443) => `
+name: test
+proxy:
+  httpPort: 8080
+  httpsPort: ${httpsPort}
+  rateLimits:
+    general: { rate: 100, burst: 50 }
+    api: { rate: 20, burst: 10 }
+tls: { mode: ${tls} }
+`;
+
+const SHOP_YAML = `
+name: shop
+components:
+  web: { image: "shop-web:1", port: 8080 }
+  api: { image: "shop-api:1", port: 3000, replicas: 2 }
+routes:
+  - { path: "^/api/v[0-9]+\\\\.json", to: api, limit: api }
+  - { path: /static/, to: web }
+  - { path: /, to: web }
+headers:
+  csp: "default-src 'self'"
+  frameOptions: DENY
+  hsts: { maxAge: 24h, includeSubdomains: true }
+environments:
+  production: { domains: [shop.example, www.shop.example] }
+  staging: { domains: [staging.shop.example], maintenance: true }
+`;
+
+/** Production's API has two healthy replicas, its web none; only production has a certificate. */
+const SHOP_OBSERVED: ProxyObserved = {
+  upstreams: { shop_api_production: ["10.0.1.3:3000", "10.0.1.2:3000"] },
+  certificates: { "shop/production": true },
+};
+
+const shopPlan = (tls = "self-signed", httpsPort = 8443) => planFromTexts(platformYaml(tls, httpsPort), { shop: SHOP_YAML });
+
+const PRODUCTION_UPSTREAMS = `# shop/production
+upstream shop_api_production {
+    server 10.0.1.2:3000 max_fails=0;
+    server 10.0.1.3:3000 max_fails=0;
+    keepalive 16;
+}
+upstream shop_web_production {
+    # No healthy container: nginx still loads, and answers with the unavailable page.
+    server 127.0.0.1:9 down;
+    keepalive 16;
+}
+`;
+
+const ACME_LOCATION = `    location ^~ /.well-known/acme-challenge/ {
+        root /var/www/acme;
+        default_type text/plain;
+    }
+`;
+
+const PRODUCTION_ROUTES = `    location ~ "^/api/v[0-9]+\\.json" {
+        limit_req zone=api burst=10 nodelay;
+        proxy_pass http://shop_api_production;
+        include includes/proxy-headers.conf;
+        include includes/security-shop-production.conf;
+        add_header Cache-Control $berth_asset_cache_control;
+    }
+
+    location /static/ {
+        limit_req zone=general burst=50 nodelay;
+        proxy_pass http://shop_web_production;
+        include includes/proxy-headers.conf;
+        include includes/security-shop-production.conf;
+        add_header Cache-Control $berth_asset_cache_control;
+    }
+
+    location / {
+        limit_req zone=general burst=50 nodelay;
+        proxy_pass http://shop_web_production;
+        include includes/proxy-headers.conf;
+        include includes/security-shop-production.conf;
+        add_header Cache-Control $berth_asset_cache_control;
+    }
+
+    location = /__berth/unavailable.html {
+        internal;
+        alias /etc/berth/pages/unavailable.html;
+    }
+`;
+
+const STAGING_IN_MAINTENANCE = `# shop/staging
+upstream shop_api_staging {
+    # No healthy container: nginx still loads, and answers with the unavailable page.
+    server 127.0.0.1:9 down;
+    keepalive 16;
+}
+upstream shop_web_staging {
+    # No healthy container: nginx still loads, and answers with the unavailable page.
+    server 127.0.0.1:9 down;
+    keepalive 16;
+}
+
+server {
+    listen 80;
+    server_name staging.shop.example;
+    set $berth_app shop;
+    set $berth_env staging;
+    include includes/security-shop-staging.conf;
+    error_page 503 /__berth/maintenance.html;
+
+${ACME_LOCATION}
+    location / {
+        return 503;
+    }
+
+    location = /__berth/maintenance.html {
+        internal;
+        alias /etc/berth/pages/shop-staging/maintenance.html;
+    }
+}
+`;
+
+const SITE_HEADER = "# App shop: upstreams and servers of every environment. Rendered by berth; do not edit.\n";
+
+describe("renderProxyConfig: one app, exact files", () => {
+  test("with a certificate, port 80 answers ACME and redirects to the public HTTPS port; 443 serves the routes", () => {
+    const { config } = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+    assert.equal(
+      config["sites/shop.conf"],
+      `${SITE_HEADER}
+${PRODUCTION_UPSTREAMS}
+server {
+    listen 80;
+    server_name shop.example www.shop.example;
+    set $berth_app shop;
+    set $berth_env production;
+
+${ACME_LOCATION}
+    location / {
+        return 308 https://$host:8443$request_uri;
+    }
+}
+
+server {
+    listen 443 ssl http2;
+    server_name shop.example www.shop.example;
+    set $berth_app shop;
+    set $berth_env production;
+    ssl_certificate /etc/berth/certs/shop-production/fullchain.pem;
+    ssl_certificate_key /etc/berth/certs/shop-production/privkey.pem;
+    include includes/security-shop-production.conf;
+    error_page 502 504 /__berth/unavailable.html;
+
+${PRODUCTION_ROUTES}}
+
+${STAGING_IN_MAINTENANCE}`,
+    );
+  });
+
+  test("with TLS off, the app is served on port 80 even when a certificate exists", () => {
+    const { config } = renderProxyConfig(shopPlan("off"), SHOP_OBSERVED);
+    assert.equal(
+      config["sites/shop.conf"],
+      `${SITE_HEADER}
+${PRODUCTION_UPSTREAMS}
+server {
+    listen 80;
+    server_name shop.example www.shop.example;
+    set $berth_app shop;
+    set $berth_env production;
+    include includes/security-shop-production.conf;
+    error_page 502 504 /__berth/unavailable.html;
+
+${ACME_LOCATION}
+${PRODUCTION_ROUTES}}
+
+${STAGING_IN_MAINTENANCE}`,
+    );
+  });
+
+  test("HSTS is sent only by an environment served over TLS", () => {
+    const securityHeaders = (hsts: string) => `# Response headers of shop/${hsts ? "production" : "staging"}. Rendered by berth; do not edit.
+add_header X-Frame-Options "DENY" always;
+add_header X-Content-Type-Options "nosniff" always;
+add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+add_header Content-Security-Policy "default-src 'self'" always;
+${hsts}add_header X-Request-ID $berth_request_id always;
+`;
+    const withTls = renderProxyConfig(shopPlan(), SHOP_OBSERVED).config;
+    assert.equal(
+      withTls["includes/security-shop-production.conf"],
+      securityHeaders('add_header Strict-Transport-Security "max-age=86400; includeSubDomains" always;\n'),
+    );
+    assert.equal(withTls["includes/security-shop-staging.conf"], securityHeaders(""));
+    const withoutTls = renderProxyConfig(shopPlan("off"), SHOP_OBSERVED).config;
+    assert.doesNotMatch(withoutTls["includes/security-shop-production.conf"]!, /Strict-Transport-Security/);
+  });
+
+  test("redirects without a port when the public HTTPS port is 443", () => {
+    const { config } = renderProxyConfig(shopPlan("self-signed", 443), SHOP_OBSERVED);
+    assert.match(config["sites/shop.conf"]!, /\n {8}return 308 https:\/\/\$host\$request_uri;\n/);
+  });
+
+  test("nginx.conf: shared settings, one zone per rate-limit class, the server for unknown hosts", () => {
+    const { config } = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+    assert.equal(
+      config["nginx.conf"],
+      `# Proxy of berth platform "test". Rendered by berth; do not edit: the next apply replaces it.
+worker_processes auto;
+worker_rlimit_nofile 8192;
+pid /run/nginx.pid;
+error_log /var/log/berth/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    server_tokens off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65s;
+    server_names_hash_bucket_size 128;
+    server_names_hash_max_size 4096;
+    # $berth_app and $berth_env stay empty for requests no tenant server answered.
+    uninitialized_variable_warn off;
+
+    # A client's X-Request-ID is kept when it looks like an id; otherwise nginx makes one.
+    map $http_x_request_id $berth_request_id {
+        default $request_id;
+        "~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id;
+    }
+
+    log_format berth_json escape=json
+        '{"time":"$time_iso8601",'
+        '"app":"$berth_app",'
+        '"env":"$berth_env",'
+        '"host":"$host",'
+        '"method":"$request_method",'
+        '"uri":"$request_uri",'
+        '"status":$status,'
+        '"bytes":$body_bytes_sent,'
+        '"request_time":$request_time,'
+        '"upstream_response_time":"$upstream_response_time",'
+        '"upstream_addr":"$upstream_addr",'
+        '"request_id":"$berth_request_id",'
+        '"remote_addr":"$remote_addr",'
+        '"user_agent":"$http_user_agent"}';
+    access_log /var/log/berth/access.log berth_json;
+
+    limit_req_zone $binary_remote_addr zone=general:10m rate=100r/s;
+    limit_req_zone $binary_remote_addr zone=api:10m rate=20r/s;
+    limit_req_status 429;
+
+    gzip on;
+    gzip_comp_level 6;
+    gzip_vary on;
+    gzip_proxied any;
+    gzip_types text/plain text/css text/javascript application/javascript application/json image/svg+xml;
+
+    # Long caching for static assets; an empty value makes add_header add nothing.
+    map $uri $berth_asset_cache_control {
+        default "";
+        "~*\\.(js|css|png|jpg|jpeg|gif|ico|svg|woff|woff2)$" "public, max-age=604800, immutable";
+    }
+    # WebSocket upgrades pass through; other requests send no Connection header, keeping upstream connections alive.
+    map $http_upgrade $berth_connection_upgrade {
+        default upgrade;
+        "" "";
+    }
+    # The port clients used, as published on the host (Docker maps it to 80/443 here).
+    map $scheme $berth_forwarded_port {
+        default 8080;
+        https 8443;
+    }
+    # A literal '$' for header values: nginx strings have no escape for it.
+    geo $berth_dollar {
+        default "$";
+    }
+
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers off;
+    ssl_session_cache shared:berth_tls:10m;
+    ssl_session_timeout 1d;
+    ssl_session_tickets off;
+
+    # HTTP/1.1 for keepalive and WebSockets; a replica that refuses or times out is skipped.
+    proxy_http_version 1.1;
+    proxy_connect_timeout 5s;
+    proxy_next_upstream error timeout;
+
+    server {
+        listen 80 default_server;
+        listen 443 ssl http2 default_server;
+        server_name _;
+        ssl_reject_handshake on;
+        return 421;
+    }
+
+    include sites/*.conf;
+}
+`,
+    );
+  });
+
+  test("proxy headers: forwarded identity, the request id and WebSocket upgrades", () => {
+    const { config } = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+    assert.equal(
+      config["includes/proxy-headers.conf"],
+      `# Request headers for every upstream. Rendered by berth; do not edit.
+proxy_set_header Host $host;
+proxy_set_header X-Real-IP $remote_addr;
+proxy_set_header X-Forwarded-For $remote_addr;
+proxy_set_header X-Forwarded-Proto $scheme;
+proxy_set_header X-Forwarded-Host $host;
+proxy_set_header X-Forwarded-Port $berth_forwarded_port;
+proxy_set_header X-Request-ID $berth_request_id;
+proxy_set_header Upgrade $http_upgrade;
+proxy_set_header Connection $berth_connection_upgrade;
+`,
+    );
+  });
+
+  test("renders exactly these files and pages", () => {
+    const rendered = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+    assert.deepEqual(Object.keys(rendered.config), [
+      "nginx.conf",
+      "includes/proxy-headers.conf",
+      "includes/security-shop-production.conf",
+      "includes/security-shop-staging.conf",
+      "sites/shop.conf",
+    ]);
+    assert.deepEqual(Object.keys(rendered.pages), ["unavailable.html", "shop-production/maintenance.html", "shop-staging/maintenance.html"]);
+  });
+
+  test("pages tell visitors what happens and name nothing internal", () => {
+    const { pages } = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+    const unavailable = pages["unavailable.html"]!;
+    assert.match(unavailable, /<title>Temporarily unavailable<\/title>/);
+    assert.doesNotMatch(unavailable, /shop|berth|nginx|upstream|container|10\.0\./i);
+    const maintenance = pages["shop-staging/maintenance.html"]!;
+    assert.match(maintenance, /<h1>Down for maintenance<\/h1>/);
+    assert.match(maintenance, /staging\.shop\.example is being updated/);
+    assert.doesNotMatch(maintenance, /berth|nginx|upstream|container|shop_/i);
+  });
+
+  test("paths outside the generation come from ProxyPaths", () => {
+    const paths = { ...DEFAULT_PROXY_PATHS, certs: "/x/certs", pages: "/x/pages", acmeWebroot: "/x/acme", accessLog: "/x/a.log", errorLog: "/x/e.log", pid: "/x/pid" };
+    const { config } = renderProxyConfig(shopPlan(), SHOP_OBSERVED, paths);
+    const all = Object.values(config).join("\n");
+    for (const absolute of all.matchAll(/(?<=[\s"])\/(etc|var|run)\/[^\s;"]*/g)) assert.fail(`default path ${absolute[0]} left in the config`);
+    assert.match(config["sites/shop.conf"]!, /ssl_certificate \/x\/certs\/shop-production\/fullchain\.pem;/);
+    assert.match(config["sites/shop.conf"]!, /alias \/x\/pages\/shop-staging\/maintenance\.html;/);
+    assert.match(config["nginx.conf"]!, /pid \/x\/pid;[\s\S]*error_log \/x\/e\.log warn;[\s\S]*access_log \/x\/a\.log berth_json;/);
+  });
+
+  test("same input, same bytes; the order of observed addresses changes nothing", () => {
+    const first = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+    const reordered = renderProxyConfig(shopPlan(), {
+      upstreams: { shop_api_production: ["10.0.1.2:3000", "10.0.1.3:3000", "10.0.1.2:3000"] },
+      certificates: { "shop/production": true },
+    });
+    assert.deepEqual(reordered, first);
+  });
+
+  test("refuses an observed address that is not ip:port rather than write it into the config", () => {
+    assert.throws(
+      () => renderProxyConfig(shopPlan(), { upstreams: { shop_api_production: ["10.0.1.2:3000; return 200"] }, certificates: {} }),
+      /observed address "10\.0\.1\.2:3000; return 200" of upstream shop_api_production is not "ip:port"/,
+    );
+  });
+});
+
+describe("nginx quoting", () => {
+  test("a backslash reaches the regex engine unchanged", () => {
+    assert.equal(quoted("^/a\\.b"), '"^/a\\.b"');
+    // nginx reads \\ as \, and \t as a tab: those backslashes are doubled.
+    assert.equal(quoted("^/a\\\\b\\t"), '"^/a\\\\\\b\\\\t"');
+    assert.equal(quoted('say "hi"\\'), '"say \\"hi\\"\\\\"');
+  });
+
+  test("a '$' in a header value is written as the variable holding '$'", () => {
+    assert.equal(quotedText("script-src 'nonce-$x'"), "\"script-src 'nonce-${berth_dollar}x'\"");
+  });
+});
+
+// Properties on the reference platform (three apps, two environments each), for observations
+// from "nothing runs yet" to "everything runs with certificates", with maintenance and HSTS.
+function withEverythingObserved(plan: PlatformPlan): ProxyObserved {
+  const upstreams: Record<string, string[]> = {};
+  const certificates: Record<string, boolean> = {};
+  plan.environments.forEach((environment, e) => {
+    certificates[`${environment.app}/${environment.env}`] = true;
+    environment.routes.forEach((route, r) => {
+      upstreams[route.upstream] = route.containers.map((_, c) => `172.30.${e}.${10 * r + c + 2}:${route.port}`);
+    });
+  });
+  return { upstreams, certificates };
+}
+
+function withMaintenanceAndHsts(plan: PlatformPlan): PlatformPlan {
+  const changed = structuredClone(plan);
+  changed.environments.forEach((environment, index) => {
+    environment.isInMaintenance = index % 3 === 1;
+    environment.headers.hsts = { maxAgeSeconds: 31_536_000, includeSubdomains: false, preload: false };
+  });
+  return changed;
+}
+
+interface Scenario {
+  name: string;
+  plan: PlatformPlan;
+  observed: ProxyObserved;
+}
+
+async function scenarios(): Promise<Scenario[]> {
+  const plan = await referencePlan();
+  const half = withEverythingObserved(plan);
+  for (const key of Object.keys(half.certificates).filter((_, index) => index % 2 === 0)) half.certificates[key] = false;
+  return [
+    { name: "nothing running, no certificates", plan, observed: { upstreams: {}, certificates: {} } },
+    { name: "everything running with certificates", plan, observed: withEverythingObserved(plan) },
+    { name: "half the certificates, maintenance and HSTS", plan: withMaintenanceAndHsts(plan), observed: half },
+  ];
+}
+
+interface Server {
+  site: string;
+  ports: string[];
+  names: string[];
+  directives: Directive[];
+}
+
+function parseAll(rendered: RenderedProxy): Map<string, Directive[]> {
+  return new Map(Object.entries(rendered.config).map(([path, text]) => [path, parseNginx(text)]));
+}
+
+function serversOf(files: Map<string, Directive[]>): Server[] {
+  const servers: Server[] = [];
+  for (const [site, tree] of files) {
+    for (const { directive } of walk(tree)) {
+      if (directive.name !== "server" || !directive.children) continue;
+      const children = directive.children;
+      servers.push({
+        site,
+        ports: children.filter((child) => child.name === "listen").map((child) => child.args[0]!),
+        names: children.filter((child) => child.name === "server_name").flatMap((child) => child.args),
+        directives: children,
+      });
+    }
+  }
+  return servers;
+}
+
+function locations(server: Server): Directive[] {
+  return server.directives.filter((directive) => directive.name === "location");
+}
+
+function includesOf(directives: Directive[]): string[] {
+  return directives.filter((directive) => directive.name === "include").map((directive) => directive.args[0]!);
+}
+
+describe("renderProxyConfig: properties of the reference platform", async () => {
+  for (const { name, plan, observed } of await scenarios()) {
+    describe(name, () => {
+      const rendered = renderProxyConfig(plan, observed);
+      const files = parseAll(rendered);
+      const servers = serversOf(files);
+      const tenantServers = servers.filter((server) => !server.names.includes("_"));
+      const hasCertificate = (environment: PlatformPlan["environments"][number]) =>
+        observed.certificates[`${environment.app}/${environment.env}`] === true;
+      /** The server that serves an environment's app: on 443 once it has a certificate. */
+      const appServer = (environment: PlatformPlan["environments"][number]) => {
+        const port = hasCertificate(environment) ? "443" : "80";
+        return tenantServers.find((server) => server.ports[0] === port && server.names.includes(environment.domains[0]!))!;
+      };
+
+      test("every domain is named by exactly one server on each port it is served on", () => {
+        for (const environment of plan.environments) {
+          const hasTls = hasCertificate(environment);
+          for (const port of hasTls ? ["80", "443"] : ["80"]) {
+            for (const domain of environment.domains) {
+              const owners = servers.filter((server) => server.ports.includes(port) && server.names.includes(domain));
+              assert.equal(owners.length, 1, `${domain} on port ${port}`);
+              assert.equal(owners[0]!.site, configFiles.site(environment.app));
+            }
+          }
+          if (!hasTls) {
+            for (const domain of environment.domains) {
+              assert.ok(!servers.some((server) => server.ports.includes("443") && server.names.includes(domain)), `${domain} has no certificate yet`);
+            }
+          }
+        }
+      });
+
+      test("only the server for unknown hosts is a default server, on both ports", () => {
+        const defaults = servers.filter((server) => server.directives.some((d) => d.name === "listen" && d.args.includes("default_server")));
+        assert.equal(defaults.length, 1);
+        assert.deepEqual(defaults[0]!.ports, ["80", "443"]);
+        assert.ok(defaults[0]!.directives.some((d) => d.name === "ssl_reject_handshake" && d.args[0] === "on"));
+        assert.ok(defaults[0]!.directives.some((d) => d.name === "return" && ["421", "444"].includes(d.args[0]!)));
+      });
+
+      test("every proxy_pass names an upstream defined once, and every route's upstream exists", () => {
+        const defined = [...files.values()].flatMap((tree) => tree.filter((d) => d.name === "upstream").map((d) => d.args[0]!));
+        assert.equal(new Set(defined).size, defined.length, "an upstream is defined twice");
+        for (const { directive } of [...files.values()].flatMap((tree) => [...walk(tree)])) {
+          if (directive.name === "proxy_pass") assert.ok(defined.includes(directive.args[0]!.replace(/^http:\/\//, "")), directive.args[0]);
+        }
+        for (const route of plan.environments.flatMap((environment) => environment.routes)) assert.ok(defined.includes(route.upstream), route.upstream);
+      });
+
+      test("upstreams list the observed addresses, or one placeholder that is down", () => {
+        for (const tree of files.values()) {
+          for (const upstream of tree.filter((d) => d.name === "upstream")) {
+            const servers = upstream.children!.filter((d) => d.name === "server").map((d) => d.args);
+            const addresses = observed.upstreams[upstream.args[0]!] ?? [];
+            if (addresses.length === 0) assert.deepEqual(servers, [["127.0.0.1:9", "down"]]);
+            else assert.deepEqual(servers, [...addresses].sort().map((address) => [address, "max_fails=0"]));
+            assert.ok(upstream.children!.some((d) => d.name === "keepalive"));
+          }
+        }
+      });
+
+      test("every include names a rendered file, and every limit_req a declared zone", () => {
+        const zones = [...walk(files.get(configFiles.nginxConf)!)]
+          .filter(({ directive }) => directive.name === "limit_req_zone")
+          .map(({ directive }) => /zone=([^:]+):/.exec(directive.args.join(" "))![1]);
+        assert.deepEqual(zones, Object.keys(plan.proxy.rateLimits));
+        for (const { directive } of [...files.values()].flatMap((tree) => [...walk(tree)])) {
+          if (directive.name === "include" && !directive.args[0]!.includes("*")) assert.ok(directive.args[0]! in rendered.config, directive.args[0]);
+          if (directive.name === "limit_req") assert.ok(zones.includes(directive.args[0]!.replace("zone=", "")), directive.args[0]);
+        }
+      });
+
+      test("every error page is an internal location of its server, serving a rendered page", () => {
+        for (const server of tenantServers) {
+          for (const errorPage of server.directives.filter((d) => d.name === "error_page")) {
+            const uri = errorPage.args.at(-1)!;
+            const location = locations(server).find((d) => d.args[0] === "=" && d.args[1] === uri);
+            assert.ok(location, `${server.names[0]}: no location for ${uri}`);
+            assert.ok(location.children!.some((d) => d.name === "internal"));
+            const alias = location.children!.find((d) => d.name === "alias")!.args[0]!;
+            assert.ok(alias.replace(`${DEFAULT_PROXY_PATHS.pages}/`, "") in rendered.pages, alias);
+          }
+        }
+      });
+
+      test("every location that adds headers repeats the security headers of its environment", () => {
+        for (const server of tenantServers) {
+          const serverIncludes = includesOf(server.directives).filter((path) => path.startsWith("includes/security-"));
+          for (const location of locations(server)) {
+            const addsHeaders = location.children!.some((d) => d.name === "add_header");
+            if (addsHeaders) assert.deepEqual(includesOf(location.children!).filter((path) => path.startsWith("includes/security-")), serverIncludes);
+            if (location.children!.some((d) => d.name === "proxy_pass")) {
+              assert.ok(includesOf(location.children!).includes(configFiles.proxyHeaders));
+              assert.ok(location.children!.some((d) => d.name === "limit_req"));
+            }
+          }
+        }
+      });
+
+      test("HSTS is sent only on port 443", () => {
+        const hstsFiles = Object.entries(rendered.config)
+          .filter(([, text]) => text.includes("Strict-Transport-Security"))
+          .map(([path]) => path);
+        for (const server of tenantServers) {
+          const included = [...includesOf(server.directives), ...locations(server).flatMap((location) => includesOf(location.children!))];
+          if (!server.ports.includes("443")) assert.deepEqual(included.filter((path) => hstsFiles.includes(path)), [], server.names[0]);
+        }
+        const tlsWithHsts = plan.environments.filter((environment) => environment.headers.hsts && hasCertificate(environment));
+        assert.equal(hstsFiles.length, tlsWithHsts.length);
+      });
+
+      test("every port-80 server answers ACME challenges ahead of any regex route", () => {
+        for (const server of tenantServers.filter((s) => s.ports.includes("80"))) {
+          const acme = locations(server).find((d) => d.args.join(" ") === "^~ /.well-known/acme-challenge/");
+          assert.ok(acme, server.names[0]);
+          assert.deepEqual(acme.children!.find((d) => d.name === "root")!.args, [DEFAULT_PROXY_PATHS.acmeWebroot]);
+        }
+      });
+
+      test("an environment in maintenance answers 503 with its page, and proxies nothing", () => {
+        for (const environment of plan.environments) {
+          const server = appServer(environment);
+          const proxies = locations(server).some((location) => location.children!.some((d) => d.name === "proxy_pass"));
+          assert.equal(proxies, !environment.isInMaintenance);
+          if (environment.isInMaintenance) {
+            assert.deepEqual(server.directives.find((d) => d.name === "error_page")!.args, ["503", "/__berth/maintenance.html"]);
+            assert.ok(`${environment.app}-${environment.env}/maintenance.html` in rendered.pages);
+          }
+        }
+      });
+
+      test("pages: the unavailable page and one maintenance page per environment", () => {
+        assert.deepEqual(
+          Object.keys(rendered.pages).sort(),
+          [pageFiles.unavailable, ...plan.environments.map((environment) => pageFiles.maintenance(environment))].sort(),
+        );
+      });
+
+      test("renders the same bytes twice", () => {
+        assert.deepEqual(renderProxyConfig(plan, observed), rendered);
+      });
+    });
+  }
+});
