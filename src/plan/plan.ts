@@ -1,5 +1,5 @@
 // The planner: spec → desired state. Pure and synchronous: same spec, same plan.
-import { join, normalize } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { Spec } from "../spec/validate.js";
 import type { AppSpec, ComponentSpec, EnvironmentSpec, PlatformSpec } from "../spec/schema.js";
 import { LABEL, environmentLabels, names, platformLabels } from "./names.js";
@@ -206,7 +206,7 @@ function imageSource(app: AppSpec, file: string, component: string, spec: Compon
     source:
       "git" in source
         ? { kind: "git", url: source.git, ref: source.ref }
-        : { kind: "dir", dir: normalize(join(options.root, file, "..", source.path)) },
+        : { kind: "dir", dir: resolve(options.root, dirname(file), source.path) },
     context: build.context,
     dockerfile: build.dockerfile,
   };
@@ -214,13 +214,16 @@ function imageSource(app: AppSpec, file: string, component: string, spec: Compon
 
 /**
  * The health check runs inside the tenant's container, whose tools we do not know: try curl,
- * then wget, then Node's fetch. An image with none of them fails its check and says so in
- * `docker inspect`; such images should set a command of their own.
+ * then wget, then bash's /dev/tcp, and Node's fetch last (a Node start costs seconds of a
+ * half-CPU limit, so it must not be the common path). The path cannot hold a single quote
+ * (the schema refuses it), so single-quoting makes it literal to the shell.
  */
 export function healthTest(port: number, path: string): string[] {
   const url = `http://127.0.0.1:${port}${path}`;
+  const request = `GET ${path.replaceAll("%", "%%")} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n`;
+  const bash = `bash -c 'exec 3<>/dev/tcp/127.0.0.1/${port} && printf "${request}" >&3 && head -n1 <&3 | grep -q " [23][0-9][0-9] "'`;
   const node = `node -e "fetch('${url}').then(r=>process.exit(r.status<400?0:1),()=>process.exit(1))"`;
-  return ["CMD-SHELL", `curl -fsS -o /dev/null ${url} || wget -q -O /dev/null ${url} || ${node}`];
+  return ["CMD-SHELL", `curl -fsS -o /dev/null '${url}' || wget -q -O /dev/null '${url}' || ${bash} || ${node}`];
 }
 
 function healthCheck(platform: PlatformSpec, component: ComponentSpec): HealthCheck {

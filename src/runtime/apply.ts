@@ -5,9 +5,9 @@ import type Dockerode from "dockerode";
 import { BerthError } from "../errors.js";
 import { engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker } from "../host/docker.js";
 import { LABEL } from "../plan/names.js";
-import type { ContainerPlan, EnvironmentPlan, PlatformPlan } from "../plan/types.js";
+import type { ComponentPlan, ContainerPlan, EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
-import { configHashOf, tenantCreateOptions } from "./containers.js";
+import { configHashOf, tenantCreateOptions, type TenantRuntime } from "./containers.js";
 import { ensureImage, type Progress } from "./images.js";
 import { ensureNetworks, removeNetworks } from "./networks.js";
 import { ensureProxy } from "./proxy.js";
@@ -67,18 +67,18 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     }
   }
 
-  const outcomes = await Promise.all(
+  const timeoutMs = options.healthTimeoutMs ?? 60_000;
+  const perComponent = await Promise.all(
     plan.environments.flatMap((env) =>
-      env.components.flatMap((component) =>
-        component.containers.map((container) =>
-          convergeContainer(docker, container, {
-            image: images.get(JSON.stringify(component.image))!,
-            injectedEnv: container.hasDatabase ? { DATABASE_URL: database.urls[`${env.app}/${env.env}`]! } : {},
-          }, options.healthTimeoutMs ?? 60_000, progress),
-        ),
+      env.components.map((component) =>
+        convergeComponent(docker, component, {
+          image: images.get(JSON.stringify(component.image))!,
+          injectedEnv: component.hasDatabase ? { DATABASE_URL: database.urls[`${env.app}/${env.env}`]! } : {},
+        }, timeoutMs, progress),
       ),
     ),
   );
+  const outcomes = perComponent.flat();
   for (const outcome of outcomes) changes.push(...outcome.changes);
 
   const serving = new Map(outcomes.filter((o) => o.serving).map((o) => [o.plan.name, o.serving!]));
@@ -134,10 +134,59 @@ async function createContainer(docker: Docker, options: Dockerode.ContainerCreat
   }
 }
 
+/**
+ * A component's release command (migrations) runs once, in a one-off container on the
+ * environment's network, before any of its containers is created or replaced; if it fails,
+ * none is, and what serves keeps serving.
+ */
+async function convergeComponent(docker: Docker, component: ComponentPlan, runtime: TenantRuntime, timeoutMs: number, progress: Progress): Promise<ContainerOutcome[]> {
+  if (component.release) {
+    const pending = await Promise.all(component.containers.map(async (container) => {
+      const current = await inspectContainer(docker, container.name);
+      return current?.Config.Labels[LABEL.configHash] !== configHashOf(tenantCreateOptions(container, runtime));
+    }));
+    if (pending.some(Boolean)) {
+      const failure = await runRelease(docker, component.containers[0]!, component.release, runtime, progress);
+      if (failure) {
+        return Promise.all(component.containers.map(async (plan) => {
+          const current = await inspectContainer(docker, plan.name);
+          return { plan, serving: current?.State.Running ? plan.name : undefined, changes: [], failure: `release command failed: ${failure}` };
+        }));
+      }
+    }
+  }
+  return Promise.all(component.containers.map((container) => convergeContainer(docker, container, runtime, timeoutMs, progress)));
+}
+
+async function runRelease(docker: Docker, container: ContainerPlan, release: string[], runtime: TenantRuntime, progress: Progress): Promise<string | undefined> {
+  const base = tenantCreateOptions(container, runtime);
+  const name = `${container.name}-release`;
+  await removeContainer(docker, name);
+  progress(`running release command of ${container.app}/${container.component}/${container.env}: ${release.join(" ")}`);
+  const options: Dockerode.ContainerCreateOptions = {
+    ...base,
+    name,
+    Cmd: release,
+    Healthcheck: { Test: ["NONE"] },
+    Labels: { ...base.Labels, [LABEL.role]: "release" },
+    HostConfig: { ...base.HostConfig, RestartPolicy: { Name: "no" } },
+  };
+  await createContainer(docker, options);
+  try {
+    await engine(`starting ${name}`, () => docker.getContainer(name).start());
+    const result = (await engine(`waiting for ${name}`, () => docker.getContainer(name).wait())) as { StatusCode: number };
+    if (result.StatusCode === 0) return undefined;
+    const logs = await logTail(docker, name, 15);
+    return `exit code ${result.StatusCode}${logs ? `\n  last log lines:\n${logs.replace(/^/gm, "    ")}` : ""}`;
+  } finally {
+    await removeContainer(docker, name);
+  }
+}
+
 async function convergeContainer(
   docker: Docker,
   plan: ContainerPlan,
-  runtime: { image: string; injectedEnv: Record<string, string> },
+  runtime: TenantRuntime,
   timeoutMs: number,
   progress: Progress,
 ): Promise<ContainerOutcome> {

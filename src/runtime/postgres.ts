@@ -1,8 +1,9 @@
 // The shared PostgreSQL as a platform container: its volume, networks and health, the
 // pg_hba it enforces, and the tenant databases converged through berth's admin connection.
 import type Dockerode from "dockerode";
+import type pg from "pg";
 import { join } from "node:path";
-import { convergeDatabases, listManagedDatabases } from "../database/apply.js";
+import { connectAdmin, convergeDatabases, listManagedDatabases, reloadConfig } from "../database/apply.js";
 import { renderHba } from "../database/hba.js";
 import { FilePasswordStore } from "../database/passwords.js";
 import { generatePassword } from "../database/scram.js";
@@ -143,6 +144,15 @@ async function installHba(docker: Docker, container: string, hba: string): Promi
   return true;
 }
 
+async function withAdmin<T>(url: string, use: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = await connectAdmin(url);
+  try {
+    return await use(client);
+  } finally {
+    await client.end();
+  }
+}
+
 export function containerPostgres(docker: Docker, stateDir: string): DatabaseRuntime {
   const passwords = new FilePasswordStore(stateDir);
   const admin = async (plan: PlatformPlan, progress: Progress) => {
@@ -161,7 +171,8 @@ export function containerPostgres(docker: Docker, stateDir: string): DatabaseRun
       const server = await admin(plan, progress);
       const changes = [...server.changes];
       const hbaChanged = server.container ? await installHba(docker, server.container, renderHba({ admin: ADMIN_ROLE, plans: databases })) : false;
-      const dbChanges = await convergeDatabases(server.url, databases, passwords, { reloadConfig: hbaChanged });
+      const dbChanges = await convergeDatabases(server.url, databases, passwords);
+      if (hbaChanged) await withAdmin(server.url, reloadConfig);
       changes.push(...dbChanges.map((change) => ({ kind: "updated" as const, target: `database ${change.target}`, detail: change.statement })));
       if (hbaChanged) changes.push({ kind: "updated", target: "pg_hba.conf" });
       const urls: Record<string, string> = {};
@@ -175,7 +186,7 @@ export function containerPostgres(docker: Docker, stateDir: string): DatabaseRun
       if (plan.postgres.kind === "container" && !(await inspectContainer(docker, plan.postgres.container))) return [];
       const server = await admin(plan, progress);
       const planned = new Set(plannedDatabases(plan).map((db) => db.name));
-      const unused = (await listManagedDatabases(server.url)).filter((name) => !planned.has(name));
+      const unused = (await withAdmin(server.url, listManagedDatabases)).filter((name) => !planned.has(name));
       if (unused.length === 0) return [];
       const dbChanges = await convergeDatabases(server.url, plannedDatabases(plan), passwords, { purge: unused });
       return dbChanges.map((change) => ({ kind: "removed" as const, target: `database ${change.target}`, detail: change.statement }));

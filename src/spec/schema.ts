@@ -315,7 +315,7 @@ const healthSchema = z
   )
   .pipe(
     z.object({
-      path: z.string().regex(/^\/[^\s"]*$/, "an HTTP path starting with / (no spaces or quotes)").default("/"),
+      path: z.string().regex(/^\/[^\s"'\\]*$/, "an HTTP path starting with / (no spaces or quotes)").default("/"),
       interval: z.number().optional(),
       timeout: z.number().optional(),
       retries: z.number().optional(),
