@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import { planPlatform } from "../../src/plan/plan.js";
 import type { PlatformPlan } from "../../src/plan/types.js";
+import type { ProxyObserved } from "../../src/proxy/render.js";
 import { readSpecFiles } from "../../src/spec/load.js";
 import { validateSpec, type SpecFiles } from "../../src/spec/validate.js";
 
@@ -27,6 +28,19 @@ export const REFERENCE_DIR = join(import.meta.dirname, "../../examples/reference
 export async function referencePlan(): Promise<PlatformPlan> {
   const { root, files } = await readSpecFiles(REFERENCE_DIR);
   return planFrom(files, root);
+}
+
+/** Every replica of every route running (at made-up addresses), every environment with a certificate. */
+export function everythingObserved(plan: PlatformPlan): ProxyObserved {
+  const upstreams: Record<string, string[]> = {};
+  const certificates: Record<string, boolean> = {};
+  plan.environments.forEach((environment, e) => {
+    certificates[`${environment.app}/${environment.env}`] = true;
+    environment.routes.forEach((route, r) => {
+      upstreams[route.upstream] = route.containers.map((_, c) => `172.30.${e}.${10 * r + c + 2}:${route.port}`);
+    });
+  });
+  return { upstreams, certificates };
 }
 
 export interface Directive {

@@ -15,7 +15,7 @@ import {
   type RenderedProxy,
 } from "../../src/proxy/render.js";
 import { quoted, quotedText } from "../../src/proxy/syntax.js";
-import { parseNginx, planFromTexts, referencePlan, walk, type Directive } from "./proxy-fixtures.js";
+import { everythingObserved, parseNginx, planFromTexts, referencePlan, walk, type Directive } from "./proxy-fixtures.js";
 
 const platformYaml = (tls: string, httpsPort = 8443) => `
 name: test
@@ -403,18 +403,6 @@ describe("nginx quoting", () => {
 
 // Properties on the reference platform (three apps, two environments each), for observations
 // from "nothing runs yet" to "everything runs with certificates", with maintenance and HSTS.
-function withEverythingObserved(plan: PlatformPlan): ProxyObserved {
-  const upstreams: Record<string, string[]> = {};
-  const certificates: Record<string, boolean> = {};
-  plan.environments.forEach((environment, e) => {
-    certificates[`${environment.app}/${environment.env}`] = true;
-    environment.routes.forEach((route, r) => {
-      upstreams[route.upstream] = route.containers.map((_, c) => `172.30.${e}.${10 * r + c + 2}:${route.port}`);
-    });
-  });
-  return { upstreams, certificates };
-}
-
 function withMaintenanceAndHsts(plan: PlatformPlan): PlatformPlan {
   const changed = structuredClone(plan);
   changed.environments.forEach((environment, index) => {
@@ -432,11 +420,11 @@ interface Scenario {
 
 async function scenarios(): Promise<Scenario[]> {
   const plan = await referencePlan();
-  const half = withEverythingObserved(plan);
+  const half = everythingObserved(plan);
   for (const key of Object.keys(half.certificates).filter((_, index) => index % 2 === 0)) half.certificates[key] = false;
   return [
     { name: "nothing running, no certificates", plan, observed: { upstreams: {}, certificates: {} } },
-    { name: "everything running with certificates", plan, observed: withEverythingObserved(plan) },
+    { name: "everything running with certificates", plan, observed: everythingObserved(plan) },
     { name: "half the certificates, maintenance and HSTS", plan: withMaintenanceAndHsts(plan), observed: half },
   ];
 }

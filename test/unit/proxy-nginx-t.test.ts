@@ -1,0 +1,116 @@
+// The rendered reference platform, checked by nginx itself: written out in the layout of the
+// proxy container (a generation behind `current`, pages, certificates, ACME webroot) inside a
+// temp dir, then `nginx -t`. Only skipped when no nginx binary is installed.
+/* eslint @typescript-eslint/no-floating-promises: ["error", { "allowForKnownSafeCalls":
+   [{ "from": "package", "package": "node:test", "name": ["describe", "test"] }] }]
+   -- node:test awaits and reports the promises of describe and test itself. */
+import assert from "node:assert/strict";
+import { execFile, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { describe, test } from "node:test";
+import { promisify } from "node:util";
+import type { PlatformPlan } from "../../src/plan/types.js";
+import { certificateFiles, renderProxyConfig, type ProxyObserved, type ProxyPaths } from "../../src/proxy/render.js";
+import { everythingObserved, referencePlan } from "./proxy-fixtures.js";
+
+const run = promisify(execFile);
+
+function findNginx(): string | undefined {
+  const candidates = ["/usr/sbin/nginx", ...(process.env.PATH ?? "").split(":").map((dir) => join(dir, "nginx"))];
+  return candidates.find((path) => existsSync(path));
+}
+
+const NGINX = findNginx();
+
+/**
+ * `nginx -t` binds the ports of the config (80, 443). In a network namespace of its own (root
+ * can make one) nothing else listening on the host gets in the way.
+ */
+const HAS_NETWORK_NAMESPACES = process.getuid?.() === 0 && spawnSync("unshare", ["--net", "true"]).status === 0;
+
+async function nginxCheck(prefix: string): Promise<{ ok: boolean; output: string }> {
+  const check = [NGINX!, "-t", "-q", "-p", prefix, "-c", join(prefix, "current/nginx.conf")];
+  const [command, ...args] = HAS_NETWORK_NAMESPACES ? ["unshare", "--net", ...check] : check;
+  try {
+    const { stdout, stderr } = await run(command!, args);
+    return { ok: true, output: stdout + stderr };
+  } catch (error) {
+    const failure = error as { stdout?: string; stderr?: string; message: string };
+    return { ok: false, output: `${failure.stdout ?? ""}${failure.stderr ?? failure.message}` };
+  }
+}
+
+/** Writes a rendered proxy in the container's layout: gen/1 behind `current`, pages, certificates. */
+async function writeProxyTree(prefix: string, plan: PlatformPlan, observed: ProxyObserved, paths: ProxyPaths): Promise<void> {
+  const rendered = renderProxyConfig(plan, observed, paths);
+  const write = async (path: string, content: string) => {
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, content);
+  };
+  for (const [path, content] of Object.entries(rendered.config)) await write(join(prefix, "gen/1", path), content);
+  for (const [path, content] of Object.entries(rendered.pages)) await write(join(paths.pages, path), content);
+  await symlink("gen/1", join(prefix, "current"));
+  await mkdir(join(paths.acmeWebroot, ".well-known/acme-challenge"), { recursive: true });
+  await mkdir(dirname(paths.accessLog), { recursive: true });
+  for (const environment of plan.environments) {
+    if (observed.certificates[`${environment.app}/${environment.env}`]) await selfSignedCertificate(paths, environment);
+  }
+}
+
+async function selfSignedCertificate(paths: ProxyPaths, environment: PlatformPlan["environments"][number]): Promise<void> {
+  const files = certificateFiles(paths, environment);
+  await mkdir(dirname(files.fullchain), { recursive: true });
+  await run("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+    "-subj", `/CN=${environment.domains[0]}`,
+    "-addext", `subjectAltName=${environment.domains.map((domain) => `DNS:${domain}`).join(",")}`,
+    "-keyout", files.privkey, "-out", files.fullchain,
+  ]);
+}
+
+/** What berth renders at its least usual: maintenance, HSTS, a '$' in a CSP, a regex with escapes. */
+function unusualPlan(plan: PlatformPlan): PlatformPlan {
+  const changed = structuredClone(plan);
+  changed.environments.forEach((environment, index) => {
+    environment.isInMaintenance = index % 2 === 1;
+    environment.headers.hsts = { maxAgeSeconds: 63_072_000, includeSubdomains: true, preload: true };
+    environment.headers.csp = "default-src 'self'; script-src 'self' 'nonce-$x'";
+    const regex = environment.routes.find((route) => route.kind === "regex");
+    if (regex) regex.path = "^/(api|ical)/v[0-9]+\\.ics$";
+  });
+  return changed;
+}
+
+describe("nginx -t accepts the rendered reference platform", async () => {
+  const plan = await referencePlan();
+  const cases: { name: string; plan: PlatformPlan; observed: ProxyObserved }[] = [
+    { name: "nothing running yet, no certificates", plan, observed: { upstreams: {}, certificates: {} } },
+    { name: "every replica running, every certificate issued", plan, observed: everythingObserved(plan) },
+    { name: "maintenance, HSTS, '$' in a header, escaped regex", plan: unusualPlan(plan), observed: everythingObserved(plan) },
+  ];
+  const skip = NGINX ? false : "no nginx binary in /usr/sbin or on PATH: install nginx (Debian: apt-get install nginx-light) to check the rendered config";
+
+  for (const { name, plan, observed } of cases) {
+    test(name, { skip }, async () => {
+      const prefix = await mkdtemp(join(tmpdir(), "berth-nginx-t-"));
+      try {
+        const paths: ProxyPaths = {
+          certs: join(prefix, "certs"),
+          pages: join(prefix, "pages"),
+          acmeWebroot: join(prefix, "acme"),
+          accessLog: join(prefix, "logs/access.log"),
+          errorLog: join(prefix, "logs/error.log"),
+          pid: join(prefix, "nginx.pid"),
+        };
+        await writeProxyTree(prefix, plan, observed, paths);
+        const result = await nginxCheck(prefix);
+        assert.ok(result.ok, `nginx -t failed (it binds ports 80 and 443: run as root):\n${result.output}`);
+      } finally {
+        await rm(prefix, { recursive: true, force: true });
+      }
+    });
+  }
+});
