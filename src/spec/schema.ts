@@ -315,7 +315,12 @@ const healthSchema = z
   )
   .pipe(
     z.object({
-      path: z.string().regex(/^\/[^\s"'\\]*$/, "an HTTP path starting with / (no spaces or quotes)").default("/"),
+      // The path is quoted into the health command a shell runs in the container (plan.ts
+      // healthTest): quotes, '$', '`' and '\' would be read by that shell, so URL characters only.
+      path: z
+        .string()
+        .regex(/^\/[A-Za-z0-9._~%/?=&+,:@-]*$/, "an HTTP path starting with /, of letters, digits and - . _ ~ % / ? = & + , : @")
+        .default("/"),
       interval: z.number().optional(),
       timeout: z.number().optional(),
       retries: z.number().optional(),
@@ -380,7 +385,8 @@ const routeSchema = z
     {
       path: z
         .string({ error: "a path prefix like /api or a regex like ^/(api|ical)" })
-        .regex(/^(\/|\^)[^\s"';{}]*$/, "a path prefix starting with / or a regex starting with ^, without spaces, quotes, ';' or braces")
+        // Written into nginx's `location`: quotes, ';', braces and '#' (a comment) would end it early.
+        .regex(/^(\/|\^)[^\s"';{}#]*$/, "a path prefix starting with / or a regex starting with ^, without spaces, quotes, '#', ';' or braces")
         .describe("A path prefix (`/api`) or, starting with ^, a regular expression (`^/(api|ical)`)."),
       to: name(40).describe("Component that serves the route."),
       limit: name(32).default("general").describe("Rate-limit class of the platform's proxy.rateLimits."),

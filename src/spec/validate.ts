@@ -39,6 +39,26 @@ export interface Spec {
 
 export type SpecResult = { ok: true; spec: Spec } | { ok: false; issues: SpecIssue[] };
 
+/**
+ * The flow collections (`{` or `[`) still open at `offset`, innermost last. A rough scanner
+ * (quotes and comments only): it serves to point at an unclosed bracket, which the YAML
+ * library reports only where it gave up, often lines later.
+ */
+function openBrackets(text: string, offset: number): { char: string; offset: number }[] {
+  const open: { char: string; offset: number }[] = [];
+  for (let i = 0; i < offset; i++) {
+    const char = text[i]!;
+    const before = text.slice(0, i).trimEnd().at(-1);
+    if (char === "#" && (i === 0 || /\s/.test(text[i - 1]!))) {
+      while (i < offset && text[i] !== "\n") i++;
+    } else if ((char === '"' || char === "'") && (before === undefined || ":,[{-\n".includes(before) || text[i - 1] === "\n")) {
+      for (i++; i < offset && text[i] !== char; i++) if (char === '"' && text[i] === "\\") i++;
+    } else if (char === "{" || char === "[") open.push({ char, offset: i });
+    else if ((char === "}" || char === "]") && open.length > 0) open.pop();
+  }
+  return open;
+}
+
 /** The YAML library's wording where it names its own API or reads badly; the rest is kept. */
 function yamlMessage(error: YAMLError, text: string): string {
   switch (error.code) {
@@ -73,7 +93,22 @@ export function parseYaml(source: SourceText): ParsedYaml {
     const { line, col } = lines.linePos(offset);
     return { file: source.file, line, column: col, path: "", message: `invalid YAML: ${message}` };
   };
-  const issues = doc.errors.map((error) => at(error.pos[0], yamlMessage(error, source.text)));
+  const issues: SpecIssue[] = [];
+  const reported = new Set<number>();
+  for (const error of doc.errors) {
+    const flow = /^Flow (map|sequence) in block collection/.exec(error.message);
+    if (error.code === "BAD_INDENT" && flow) {
+      // Point at the bracket that was never closed, not where the library gave up.
+      const [opening, closing] = flow[1] === "map" ? ["{", "}"] : ["[", "]"];
+      const bracket = openBrackets(source.text, error.pos[0]).reverse().find((b) => b.char === opening && !reported.has(b.offset));
+      if (bracket) {
+        reported.add(bracket.offset);
+        issues.push(at(bracket.offset, `"${opening}" is not closed; a flow ${flow[1] === "map" ? "mapping" : "sequence"} ends with "${closing}"`));
+        continue;
+      }
+    }
+    issues.push(at(error.pos[0], yamlMessage(error, source.text)));
+  }
   if (issues.length > 0) return { parsed, data: undefined, issues };
 
   // An alias without its anchor is not a parse error to the YAML library; it throws later, in toJS.
