@@ -113,29 +113,48 @@ function identity(environment: EnvironmentPlan): string[] {
   ];
 }
 
+/** How an environment's server answers, apart from ACME challenges. */
+interface Answers {
+  errorPage: string;
+  locations: ConfigBlock[];
+}
+
 /**
- * The app itself: in maintenance every request gets the maintenance page with 503; otherwise
- * the routes, with nginx's own 502/504 (no replica answered) replaced by the unavailable page.
- * The security headers are included at server level for the locations that add none.
+ * The app itself, in maintenance or routed. The security headers are included at server level
+ * too, for the locations that add no header of their own (ACME, error pages).
  */
-function appServerBody(environment: EnvironmentPlan, context: SiteContext, extraLocations: ConfigBlock[]): ConfigLine[] {
-  const securityHeaders = configFiles.securityHeaders(environment);
-  const { pages } = context.paths;
-  const locations = environment.isInMaintenance
-    ? [
-        block("location /", ["return 503;"]),
-        pageLocation(MAINTENANCE_URI, `${pages}/${pageFiles.maintenance(environment)}`),
-      ]
-    : [
-        ...environment.routes.map((route) => routeLocation(route, securityHeaders)),
-        ...(environment.routes.some((route) => route.kind === "prefix" && route.path === "/") ? [] : [notFoundLocation()]),
-        pageLocation(UNAVAILABLE_URI, `${pages}/${pageFiles.unavailable}`),
-      ];
+function appServerBody(environment: EnvironmentPlan, context: SiteContext, acmeLocations: ConfigBlock[]): ConfigLine[] {
+  const answers = environment.isInMaintenance ? maintenanceAnswers(environment, context.paths) : routedAnswers(environment, context.paths);
   return [
-    `include ${securityHeaders};`,
-    environment.isInMaintenance ? `error_page 503 ${MAINTENANCE_URI};` : `error_page 502 504 ${UNAVAILABLE_URI};`,
-    ...[...extraLocations, ...locations].flatMap((location) => ["", location]),
+    `include ${configFiles.securityHeaders(environment)};`,
+    answers.errorPage,
+    ...[...acmeLocations, ...answers.locations].flatMap((location) => ["", location]),
   ];
+}
+
+/** Every request gets the environment's maintenance page with 503. */
+function maintenanceAnswers(environment: EnvironmentPlan, paths: ProxyPaths): Answers {
+  return {
+    errorPage: `error_page 503 ${MAINTENANCE_URI};`,
+    locations: [
+      block("location /", ["return 503;"]),
+      pageLocation(MAINTENANCE_URI, `${paths.pages}/${pageFiles.maintenance(environment)}`),
+    ],
+  };
+}
+
+/** The routes; nginx's own 502 and 504 (no replica answered in time) become the unavailable page. */
+function routedAnswers(environment: EnvironmentPlan, paths: ProxyPaths): Answers {
+  const securityHeaders = configFiles.securityHeaders(environment);
+  const hasRootRoute = environment.routes.some((route) => route.kind === "prefix" && route.path === "/");
+  return {
+    errorPage: `error_page 502 504 ${UNAVAILABLE_URI};`,
+    locations: [
+      ...environment.routes.map((route) => routeLocation(route, securityHeaders)),
+      ...(hasRootRoute ? [] : [notFoundLocation()]),
+      pageLocation(UNAVAILABLE_URI, `${paths.pages}/${pageFiles.unavailable}`),
+    ],
+  };
 }
 
 /**

@@ -216,6 +216,20 @@ ${hsts}add_header X-Request-ID $berth_request_id always;
     assert.match(config["sites/shop.conf"]!, /\n {8}return 308 https:\/\/\$host\$request_uri;\n/);
   });
 
+  test("without a route for '/', unrouted paths get 404 instead of nginx's default root", () => {
+    const plan = planFromTexts(platformYaml("off"), {
+      docs: `
+name: docs
+components: { api: { image: "docs-api:1", port: 3000 } }
+routes: [{ path: "/api/$v1", to: api }]
+environments: { production: { domains: [docs.example] } }
+`,
+    });
+    const site = renderProxyConfig(plan, { upstreams: {}, certificates: {} }).config["sites/docs.conf"]!;
+    assert.match(site, /\n {4}location "\/api\/\$v1" \{\n {8}limit_req zone=general burst=50 nodelay;\n/);
+    assert.match(site, /\n {4}location \/ \{\n {8}return 404;\n {4}\}\n/);
+  });
+
   test("nginx.conf: shared settings, one zone per rate-limit class, the server for unknown hosts", () => {
     const { config } = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
     assert.equal(
