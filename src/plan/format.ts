@@ -24,7 +24,8 @@ function describeContainer(container: ContainerPlan, root: string): string {
 export function formatPlan(plan: PlatformPlan, root: string): string {
   const lines: string[] = [];
   const { proxy, postgres } = plan;
-  lines.push(`platform ${plan.platform}: ${plan.environments.length} environments`);
+  const count = plan.environments.length;
+  lines.push(`platform ${plan.platform}: ${count} environment${count === 1 ? "" : "s"}`);
   lines.push(`  proxy     ${proxy.container}  ${proxy.image}  http ${proxy.bind}:${proxy.httpPort}  https ${proxy.bind}:${proxy.httpsPort}  networks ${proxy.networks.length}`);
   lines.push(
     postgres.kind === "container"
