@@ -102,17 +102,21 @@ export async function execIn(docker: Docker, container: string, argv: string[]):
 export async function logTail(docker: Docker, container: string, lines = 20): Promise<string> {
   try {
     const buffer = (await docker.getContainer(container).logs({ stdout: true, stderr: true, tail: lines, follow: false })) as unknown as Buffer;
-    // Non-TTY logs are multiplexed: 8-byte frame headers before each chunk.
-    const out: string[] = [];
-    for (let offset = 0; offset + 8 <= buffer.length; ) {
-      const size = buffer.readUInt32BE(offset + 4);
-      out.push(buffer.subarray(offset + 8, offset + 8 + size).toString("utf8"));
-      offset += 8 + size;
-    }
-    return out.join("").trimEnd();
+    return demuxLogs(buffer).trimEnd();
   } catch {
     return "";
   }
+}
+
+/** Non-TTY container logs are multiplexed: an 8-byte frame header before each chunk. */
+export function demuxLogs(buffer: Buffer): string {
+  const out: string[] = [];
+  for (let offset = 0; offset + 8 <= buffer.length; ) {
+    const size = buffer.readUInt32BE(offset + 4);
+    out.push(buffer.subarray(offset + 8, offset + 8 + size).toString("utf8"));
+    offset += 8 + size;
+  }
+  return out.join("");
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -4,7 +4,7 @@ import type Dockerode from "dockerode";
 import { access, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { BerthError } from "../errors.js";
-import { engine, inspectContainer, logTail, waitHealthy, type Docker } from "../host/docker.js";
+import { demuxLogs, engine, inspectContainer, logTail, waitHealthy, type Docker } from "../host/docker.js";
 import type { PlatformPlan } from "../plan/types.js";
 import { PROXY_MOUNT, proxyDir, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../proxy/apply.js";
 import { renderProxyConfig, type ProxyObserved } from "../proxy/render.js";
@@ -94,7 +94,7 @@ function validateOneOff(docker: Docker, options: Dockerode.ContainerCreateOption
       await container.start();
       const result = (await container.wait()) as { StatusCode: number };
       const logs = (await container.logs({ stdout: true, stderr: true })) as unknown as Buffer;
-      return { ok: result.StatusCode === 0, output: logs.toString("utf8").replace(/[\x00-\x08]/g, "") };
+      return { ok: result.StatusCode === 0, output: demuxLogs(logs) };
     } finally {
       await container.remove({ force: true });
     }

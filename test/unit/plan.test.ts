@@ -1,9 +1,6 @@
 // The planner: spec → desired state, pure. Names, labels, resolved resources and health
 // checks, routes with their rate-limit classes, which networks the proxy and PostgreSQL join,
 // the reference platform's whole plan, and the text `berth plan` prints.
-/* eslint @typescript-eslint/no-floating-promises: ["error", { "allowForKnownSafeCalls":
-   [{ "from": "package", "package": "node:test", "name": ["describe", "test"] }] }]
-   -- node:test awaits and reports the promises of describe and test itself. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";

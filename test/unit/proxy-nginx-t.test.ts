@@ -1,9 +1,6 @@
 // The rendered reference platform, checked by nginx itself: written out in the layout of the
 // proxy container (a generation behind `current`, pages, certificates, ACME webroot) inside a
 // temp dir, then `nginx -t`. Only skipped when no nginx binary is installed.
-/* eslint @typescript-eslint/no-floating-promises: ["error", { "allowForKnownSafeCalls":
-   [{ "from": "package", "package": "node:test", "name": ["describe", "test"] }] }]
-   -- node:test awaits and reports the promises of describe and test itself. */
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";

@@ -1,8 +1,5 @@
 // The proxy renderer: exact files for a small app, then properties that must hold for the
 // reference platform under every kind of observation.
-/* eslint @typescript-eslint/no-floating-promises: ["error", { "allowForKnownSafeCalls":
-   [{ "from": "package", "package": "node:test", "name": ["describe", "test"] }] }]
-   -- node:test awaits and reports the promises of describe and test itself. */
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { PlatformPlan } from "../../src/plan/types.js";

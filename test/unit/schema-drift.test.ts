@@ -1,8 +1,5 @@
 // The committed JSON Schemas (for editors) and spec reference (for people) must be what the
 // schema generates now: a schema change without regenerating them fails here.
-/* eslint @typescript-eslint/no-floating-promises: ["error", { "allowForKnownSafeCalls":
-   [{ "from": "package", "package": "node:test", "name": ["describe", "test"] }] }]
-   -- node:test awaits and reports the promises of describe and test itself. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";

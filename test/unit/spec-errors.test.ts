@@ -1,9 +1,6 @@
 // Every kind of spec mistake with the exact lines berth prints for it: file:line:column,
 // the field path, what was expected and what was found. Positions are checked too, so a
 // message that points at the wrong line fails here.
-/* eslint @typescript-eslint/no-floating-promises: ["error", { "allowForKnownSafeCalls":
-   [{ "from": "package", "package": "node:test", "name": ["describe", "test"] }] }]
-   -- node:test awaits and reports the promises of describe and test itself. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { formatIssue } from "../../src/spec/issues.js";

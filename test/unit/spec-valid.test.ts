@@ -1,8 +1,5 @@
 // Valid specs and the exact normalised spec berth works from: defaults filled in, shorthands
 // expanded, units converted (memory to bytes, durations to milliseconds, CPUs to numbers).
-/* eslint @typescript-eslint/no-floating-promises: ["error", { "allowForKnownSafeCalls":
-   [{ "from": "package", "package": "node:test", "name": ["describe", "test"] }] }]
-   -- node:test awaits and reports the promises of describe and test itself. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";

@@ -1,0 +1,142 @@
+// berth apply end to end on the real engine: a platform comes up, serves through nginx with
+// TLS, headers and rate limits, writes its databases, converges to a no-op, survives a
+// crashing tenant, and removes what leaves the spec.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import pg from "pg";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { BerthError } from "../../src/errors.js";
+import { inspectContainer } from "../../src/host/docker.js";
+import { cleanupByLabel, docker, httpGet } from "./helpers.js";
+import { apiYaml, HTTP_PORT, HTTPS_PORT, httpsGet, platformYaml, siteYaml, testPlatform, type TestPlatform } from "./platform.js";
+
+const client = docker();
+const NAME = "bta";
+
+async function adminQuery(platform: TestPlatform, sql: string): Promise<pg.QueryResult> {
+  const password = (await readFile(join(platform.stateDir, "postgres-admin-password"), "utf8")).trim();
+  const info = await inspectContainer(client, `berth-${NAME}-postgres`);
+  const host = info!.NetworkSettings.Networks[`berth-${NAME}-control`]!.IPAddress;
+  const admin = new pg.Client({ host, user: "berth", password, database: "berth", connectionTimeoutMillis: 5000 });
+  await admin.connect();
+  try {
+    return await admin.query(sql);
+  } finally {
+    await admin.end();
+  }
+}
+
+describe("berth apply", { timeout: 600_000 }, () => {
+  let platform: TestPlatform;
+  const files = { "platform.yaml": platformYaml(NAME), "apps/bta-site.yaml": siteYaml("bta-site"), "apps/bta-api.yaml": apiYaml("bta-api") };
+
+  before(async () => {
+    await cleanupByLabel(client);
+    platform = await testPlatform(client, files);
+  });
+  after(async () => {
+    await platform?.down({ purge: true }).catch(() => undefined);
+    await cleanupByLabel(client);
+  });
+
+  test("brings the platform up from scratch", async () => {
+    const changes = await platform.apply();
+    const created = changes.filter((c) => c.kind === "created").map((c) => c.target);
+    for (const name of ["bta-site-web-production", "bta-site-web-staging", "bta-api-backend-production", "bta-api-backend-staging", `berth-${NAME}-proxy`, `berth-${NAME}-postgres`]) {
+      assert.ok(created.includes(name), `${name} created (got ${created.join(", ")})`);
+    }
+  });
+
+  test("a second apply changes nothing", async () => {
+    assert.deepEqual(await platform.apply(), []);
+  });
+
+  test("every environment answers through nginx over TLS, HTTP redirects, unknown hosts are refused", async () => {
+    for (const host of ["bta-site.test", "staging.bta-site.test"]) {
+      const response = await httpsGet(host, "/health.txt");
+      assert.equal(response.status, 200, host);
+      assert.equal(response.body.trim(), "ok");
+    }
+    const redirect = await httpGet(HTTP_PORT, "bta-site.test", "/page?x=1");
+    assert.equal(redirect.status, 308);
+    assert.equal(redirect.headers.get("location"), `https://bta-site.test:${HTTPS_PORT}/page?x=1`);
+    const unknown = await httpGet(HTTP_PORT, "nobody.test", "/");
+    assert.equal(unknown.status, 421);
+    await assert.rejects(httpsGet("nobody.test", "/"), /alert|handshake|ECONNRESET|socket/i);
+  });
+
+  test("responses carry the security headers and the request id", async () => {
+    const response = await httpsGet("bta-site.test", "/", { "x-request-id": "test-request-42" });
+    assert.equal(response.headers["x-frame-options"], "SAMEORIGIN");
+    assert.equal(response.headers["x-content-type-options"], "nosniff");
+    assert.equal(response.headers["referrer-policy"], "strict-origin-when-cross-origin");
+    assert.match(String(response.headers["content-security-policy"]), /^default-src 'self'/);
+    assert.equal(response.headers["x-request-id"], "test-request-42");
+    assert.equal(response.headers["strict-transport-security"], undefined, "HSTS is opt-in");
+    const generated = await httpsGet("bta-site.test", "/");
+    assert.match(String(generated.headers["x-request-id"]), /^[0-9a-f]{32}$/);
+  });
+
+  test("database-backed environments write and read their own database", async () => {
+    const first = JSON.parse((await httpsGet("bta-api.test", "/")).body) as { visits: number };
+    const second = JSON.parse((await httpsGet("bta-api.test", "/")).body) as { visits: number };
+    assert.equal(second.visits, first.visits + 1);
+    const staging = JSON.parse((await httpsGet("staging.bta-api.test", "/")).body) as { visits: number };
+    assert.equal(staging.visits, 1, "staging counts in its own database");
+  });
+
+  test("the api rate-limit class answers 429 beyond its burst", async () => {
+    const statuses = await Promise.all(Array.from({ length: 60 }, () => httpsGet("bta-api.test", "/health").then((r) => r.status)));
+    assert.ok(statuses.includes(429), `expected some 429 among ${statuses.join(",")}`);
+    assert.ok(statuses.includes(200));
+  });
+
+  test("a crashing tenant fails apply with its reason while the others keep serving", async () => {
+    const crashing = await testPlatform(
+      client,
+      {
+        ...files,
+        "apps/bta-crash.yaml": `name: bta-crash
+components:
+  app: { image: "berth-node:20", port: 3000, health: /health }
+routes: [{ path: /, to: app }]
+environments:
+  production: { domains: [bta-crash.test] }
+`,
+      },
+      platform.stateDir,
+    );
+    await assert.rejects(crashing.apply(), (error: unknown) => {
+      assert.ok(error instanceof BerthError);
+      assert.match(error.message, /bta-crash-app-production: the container exited with code \d+/);
+      return true;
+    });
+    assert.equal((await httpsGet("bta-site.test", "/health.txt")).status, 200, "the others keep serving");
+    assert.equal((await inspectContainer(client, "bta-crash-app-production")), undefined, "the failed container is removed");
+    const cleanup = await platform.apply();
+    assert.ok(cleanup.every((c) => c.target.includes("bta-crash")), `only the crashed app's leftovers change: ${JSON.stringify(cleanup)}`);
+  });
+
+  test("removing an environment removes its containers, routes and network and keeps its database", async () => {
+    const smaller = await testPlatform(
+      client,
+      { ...files, "apps/bta-site.yaml": siteYaml("bta-site", { staging: false }), "apps/bta-api.yaml": apiYaml("bta-api", { staging: false }) },
+      platform.stateDir,
+    );
+    const changes = await smaller.apply();
+    const removed = changes.filter((c) => c.kind === "removed").map((c) => c.target);
+    assert.ok(removed.includes("bta-site-web-staging"));
+    assert.ok(removed.includes("bta-api-backend-staging"));
+    assert.ok(removed.includes("network berth-bta-site-staging"));
+    assert.equal((await httpGet(HTTP_PORT, "staging.bta-site.test", "/")).status, 421, "its route is gone");
+    const kept = await adminQuery(platform, "select datname from pg_database where datname = 'bta_api_staging'");
+    assert.equal(kept.rowCount, 1, "the database is kept without --purge");
+
+    const purged = await smaller.apply({ purge: true });
+    assert.ok(purged.some((c) => c.kind === "removed" && c.target.includes("bta_api_staging")));
+    const gone = await adminQuery(platform, "select datname from pg_database where datname = 'bta_api_staging'");
+    assert.equal(gone.rowCount, 0, "--purge drops it");
+    assert.equal((await httpsGet("bta-api.test", "/health")).status, 200, "production is untouched");
+  });
+});
