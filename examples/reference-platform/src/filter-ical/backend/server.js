@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import { createPool, databaseSettings } from "./lib/db.js";
-import { closeGracefully, createRequestListener } from "./lib/http.js";
+import { closeGracefully, createRequestListener, withTimeout } from "./lib/http.js";
 import { createLogger } from "./lib/log.js";
 import { createRoutes } from "./routes.js";
 
@@ -23,7 +23,7 @@ function readConfig(env) {
   return {
     log: createLogger({ level: env.LOG_LEVEL || "info" }),
     port: wholeNumber(env, "PORT", 3000, 1, 65535),
-    shutdownTimeoutMs: wholeNumber(env, "SHUTDOWN_TIMEOUT_MS", 5000, 0, 600_000),
+    shutdownTimeoutMs: wholeNumber(env, "SHUTDOWN_TIMEOUT_MS", 4000, 0, 600_000),
     database: databaseSettings(env),
   };
 }
@@ -67,7 +67,11 @@ function main(env) {
       server.closeAllConnections();
       code = 1;
     }
-    await pool.end().catch((err) => log.warn("closing the database pool failed", { error: err.message }));
+    // A query stuck on an unresponsive database would hold pool.end() forever.
+    await withTimeout(pool.end(), 1000, "closing the database pool").catch((err) => {
+      log.warn("database pool not closed cleanly", { error: err.message });
+      code = 1;
+    });
     log.info("stopped", { exit_code: code });
     process.exit(code);
   }
