@@ -1,6 +1,6 @@
 // Naming and labelling of everything berth creates. One place, so cleanup by label and
-// lookups by name agree with what apply created.
-import { containerBaseName, databaseName } from "../spec/cross.js";
+// lookups by name agree with what apply created, and the spec's collision checks
+// (src/spec/cross.ts) check the very names apply will use.
 import type { Labels } from "./types.js";
 
 export const LABEL = {
@@ -24,6 +24,15 @@ export function environmentLabels(platform: string, role: Role, app: string, env
   return { ...platformLabels(platform, role), [LABEL.app]: app, [LABEL.env]: env };
 }
 
+/** PostgreSQL identifiers cannot hold '-': "filter-ical"/"production" → filter_ical_production. */
+const databaseName = (app: string, env: string): string => `${app}_${env}`.replaceAll("-", "_");
+
+/** A component's containers: one bare name, or one per replica with -1, -2, … */
+function containerNames(app: string, component: string, env: string, replicas: number): string[] {
+  const base = `${app}-${component}-${env}`;
+  return replicas === 1 ? [base] : Array.from({ length: replicas }, (_, index) => `${base}-${index + 1}`);
+}
+
 export const names = {
   proxyContainer: (platform: string) => `berth-${platform}-proxy`,
   postgresContainer: (platform: string) => `berth-${platform}-postgres`,
@@ -32,7 +41,8 @@ export const names = {
   network: (app: string, env: string) => `berth-${app}-${env}`,
   controlNetwork: (platform: string) => `berth-${platform}-control`,
   container: (app: string, component: string, env: string, replica: number, replicas: number) =>
-    replicas === 1 ? containerBaseName(app, component, env) : `${containerBaseName(app, component, env)}-${replica}`,
+    containerNames(app, component, env, replicas)[replica - 1]!,
+  containers: containerNames,
   upstream: (app: string, env: string, component: string) => `${app}-${component}-${env}`.replaceAll("-", "_"),
   database: databaseName,
   role: databaseName,

@@ -2,6 +2,7 @@
 // exist, limits beyond the host. Pure: the host's size is passed in.
 import { didYouMean, issueAt, type ParsedFile, type PathSegment, type SpecIssue } from "./issues.js";
 import type { AppSpec, PlatformSpec, ResourcesSpec } from "./schema.js";
+import { names } from "../plan/names.js";
 import { formatMemory } from "./units.js";
 
 export interface HostLimits {
@@ -14,8 +15,6 @@ export const RESERVED_APP_NAMES = ["berth", "platform", "proxy", "postgres", "ng
 
 const POSTGRES_IDENTIFIER_MAX = 63;
 
-export const databaseName = (app: string, env: string): string => `${app}_${env}`.replaceAll("-", "_");
-export const containerBaseName = (app: string, component: string, env: string): string => `${app}-${component}-${env}`;
 
 interface ParsedApp {
   file: ParsedFile;
@@ -43,6 +42,9 @@ export function checkSpec(
     else appNames.set(spec.name, app);
     if (RESERVED_APP_NAMES.includes(spec.name)) {
       where(["name"], `"${spec.name}" is reserved for berth itself; choose another app name`);
+    } else if (spec.name.startsWith("berth-")) {
+      // Platform containers are berth-{platform}-proxy and so on: an app "berth-a" could take one.
+      where(["name"], `"${spec.name}" starts with "berth-", which is reserved for berth's own containers; choose another app name`);
     }
 
     checkComponents(app, host, where);
@@ -80,8 +82,11 @@ export function checkSpec(
       if (sameName) continue;
 
       // Networks are berth-{app}-{env} and databases {app}_{env}: "a-b"/"c" and "a"/"b-c" share both.
-      const network = `berth-${spec.name}-${envName}`;
-      const database = databaseName(spec.name, envName);
+      const network = names.network(spec.name, envName);
+      const database = names.database(spec.name, envName);
+      if (platform.spec && network === names.controlNetwork(platform.spec.name)) {
+        where(["environments", envName], `network "${network}" of ${spec.name}/${envName} is the platform's own control network; rename the environment`, true);
+      }
       const networkOwner = environmentNames.get(network);
       if (networkOwner) {
         where(
@@ -96,8 +101,8 @@ export function checkSpec(
 
       for (const [componentName, component] of Object.entries(spec.components)) {
         const replicas = env.components[componentName]?.replicas ?? component.replicas;
-        const names = containerNames(spec.name, componentName, envName, replicas);
-        const clash = names.find((container) => containers.has(container));
+        const containerNames = names.containers(spec.name, componentName, envName, replicas);
+        const clash = containerNames.find((container) => containers.has(container));
         if (clash !== undefined) {
           const other = containers.get(clash)!;
           // Within one app only an environment name can make two containers meet ("prod" with replicas, "prod-1").
@@ -108,7 +113,7 @@ export function checkSpec(
             true,
           );
         }
-        for (const container of names) {
+        for (const container of containerNames) {
           if (!containers.has(container)) containers.set(container, { app: spec.name, owner: `${spec.name}/${envName} (component ${componentName}, ${file.file})` });
         }
       }
@@ -117,11 +122,6 @@ export function checkSpec(
   return issues;
 }
 
-/** The names of a component's containers: one bare name, or one per replica with -1, -2, … */
-export function containerNames(app: string, component: string, env: string, replicas: number): string[] {
-  const base = containerBaseName(app, component, env);
-  return replicas === 1 ? [base] : Array.from({ length: replicas }, (_, index) => `${base}-${index + 1}`);
-}
 
 function checkPlatform(file: ParsedFile, spec: PlatformSpec, host: HostLimits): SpecIssue[] {
   const issues: SpecIssue[] = [];

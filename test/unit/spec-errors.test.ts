@@ -537,17 +537,28 @@ const cases: Case[] = [
     ],
   },
   {
-    name: "reserved app names and one app name in two files",
+    name: "reserved app names, the berth- prefix, and one app name in two files",
     apps: {
       "apps/berth.yaml": WEB.replace("name: a", "name: berth").replace("a.localhost", "berth.localhost"),
       "apps/pg.yaml": WEB.replace("name: a", "name: postgres").replace("a.localhost", "pg.localhost"),
+      "apps/platform-ui.yaml": WEB.replace("name: a", "name: berth-ui").replace("a.localhost", "ui.localhost"),
       "apps/shop.yaml": WEB.replace("name: a", "name: shop").replace("a.localhost", "shop.localhost"),
       "apps/shop2.yaml": WEB.replace("name: a", "name: shop").replace("a.localhost", "shop2.localhost"),
     },
     expected: [
       `apps/berth.yaml:1:7 name: "berth" is reserved for berth itself; choose another app name`,
       `apps/pg.yaml:1:7 name: "postgres" is reserved for berth itself; choose another app name`,
+      `apps/platform-ui.yaml:1:7 name: "berth-ui" starts with "berth-", which is reserved for berth's own containers; choose another app name`,
       `apps/shop2.yaml:1:7 name: app "shop" is already defined in apps/shop.yaml; an app name may be used once`,
+    ],
+  },
+  {
+    name: "an environment network that is the platform's control network",
+    apps: {
+      "apps/test.yaml": WEB.replace("name: a", "name: test").replace("production:", "control:"),
+    },
+    expected: [
+      `apps/test.yaml:7:3 environments.control: network "berth-test-control" of test/control is the platform's own control network; rename the environment`,
     ],
   },
   {
