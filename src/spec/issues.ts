@@ -46,15 +46,6 @@ export function describeValue(value: unknown): string {
   return String(value);
 }
 
-export function valueAt(data: unknown, path: readonly PathSegment[]): unknown {
-  let current = data;
-  for (const segment of path) {
-    if (current === null || typeof current !== "object") return undefined;
-    current = (current as Record<PathSegment, unknown>)[segment];
-  }
-  return current;
-}
-
 /** `key:` with nothing after it: the value has no text of its own to point at. */
 function isEmptyScalar(node: unknown): boolean {
   return isScalar(node) && node.value === null && node.source === "";
