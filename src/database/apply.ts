@@ -154,11 +154,15 @@ async function observeServer(client: pg.Client, roleNames: readonly string[]): P
     rolbypassrls: boolean;
     rolconnlimit: number;
     config: string[];
+    database_settings: Array<{ database: string; setting: string }>;
     member_of: string[];
     comment: string | null;
   }>(
     `SELECT r.rolname::text AS name, r.rolsuper, r.rolinherit, r.rolcreaterole, r.rolcreatedb, r.rolcanlogin,
             r.rolreplication, r.rolbypassrls, r.rolconnlimit, coalesce(r.rolconfig, '{}')::text[] AS config,
+            coalesce((SELECT json_agg(json_build_object('database', d.datname, 'setting', c))
+                        FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase, unnest(s.setconfig) AS c
+                       WHERE s.setrole = r.oid), '[]'::json) AS database_settings,
             ARRAY(SELECT g.rolname::text FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
                   WHERE m.member = r.oid ORDER BY 1) AS member_of,
             shobj_description(r.oid, 'pg_authid') AS comment
@@ -184,13 +188,24 @@ async function observeServer(client: pg.Client, roleNames: readonly string[]): P
       canReplicate: row.rolreplication,
       bypassesRls: row.rolbypassrls,
       connectionLimit: row.rolconnlimit,
-      settings: Object.fromEntries(row.config.map((entry) => [entry.slice(0, entry.indexOf("=")), entry.slice(entry.indexOf("=") + 1)])),
+      settings: Object.fromEntries(row.config.map(splitSetting)),
+      databaseSettings: row.database_settings.reduce<Record<string, Record<string, string>>>((byDatabase, { database, setting }) => {
+        const [name, value] = splitSetting(setting);
+        (byDatabase[database] ??= {})[name] = value;
+        return byDatabase;
+      }, {}),
       memberOf: row.member_of,
       comment: row.comment,
     })),
     databases: databases.rows,
     storedVerifiers: await observeVerifiers(client, roleNames),
   };
+}
+
+/** "statement_timeout=1500" → ["statement_timeout", "1500"], as pg_roles.rolconfig stores them. */
+function splitSetting(entry: string): [string, string] {
+  const at = entry.indexOf("=");
+  return [entry.slice(0, at), entry.slice(at + 1)];
 }
 
 async function observeVerifiers(client: pg.Client, roleNames: readonly string[]): Promise<Map<string, string | null> | undefined> {

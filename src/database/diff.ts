@@ -27,6 +27,7 @@ import {
   revokeMembership,
   revokeOnDatabase,
   revokeOnSchema,
+  resetRoleDefaultInDatabase,
   roleDefaults,
   setRoleDefault,
   type DatabasePrivilege,
@@ -55,6 +56,11 @@ export interface ObservedRole {
   connectionLimit: number;
   /** Session defaults (pg_roles.rolconfig), name → value as stored. */
   settings: Record<string, string>;
+  /**
+   * Per-database defaults (pg_db_role_setting), database → name → value. A role may set
+   * these for itself, and they beat its own defaults: a tenant could lift its timeouts.
+   */
+  databaseSettings: Record<string, Record<string, string>>;
   /** Roles it is a member of. */
   memberOf: string[];
   comment: string | null;
@@ -201,6 +207,13 @@ function diffRole(role: ObservedRole | undefined, plan: DatabasePlan, verifier: 
   }
   for (const [name, value] of Object.entries(defaults)) {
     if (role.settings[name] !== value) steps.push(step(plan.role, setRoleDefault(plan.role, name as RoleTimeout, Number(value))));
+  }
+  for (const database of Object.keys(role.databaseSettings).sort()) {
+    for (const name of Object.keys(defaults)) {
+      if (role.databaseSettings[database]?.[name] !== undefined) {
+        steps.push(step(plan.role, resetRoleDefaultInDatabase(plan.role, database, name as RoleTimeout)));
+      }
+    }
   }
   for (const group of [...role.memberOf].sort()) steps.push(step(plan.role, revokeMembership(group, plan.role)));
   if (role.comment !== MANAGED_COMMENT) steps.push(step(plan.role, commentOnRole(plan.role)));

@@ -75,6 +75,11 @@ export function setRoleDefault(role: string, setting: RoleTimeout, valueMs: numb
   return `ALTER ROLE ${quoteName(role)} SET ${setting} = ${milliseconds(setting, valueMs)}`;
 }
 
+/** Drops a per-database override (ALTER ROLE ... IN DATABASE ... SET), which beats the role's default. */
+export function resetRoleDefaultInDatabase(role: string, database: string, setting: RoleTimeout): string {
+  return `ALTER ROLE ${quoteName(role)} IN DATABASE ${quoteName(database)} RESET ${setting}`;
+}
+
 export type RoleTimeout = "statement_timeout" | "idle_in_transaction_session_timeout";
 
 /** The role defaults a plan asks for, as PostgreSQL stores them in pg_roles.rolconfig. */

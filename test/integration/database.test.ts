@@ -296,14 +296,23 @@ test("even with CONNECT granted by mistake a tenant cannot read another's tables
 test("a tenant's own changes to its password and timeouts are undone by the next converge", async () => {
   await withClient(await tenantConfig(ALPHA), async (client) => {
     await client.query(`ALTER ROLE ${ALPHA.role} SET statement_timeout = 0`);
+    await client.query(`ALTER ROLE ${ALPHA.role} IN DATABASE ${ALPHA.name} SET idle_in_transaction_session_timeout = 0`);
     await client.query(`ALTER ROLE ${ALPHA.role} PASSWORD 'chosen-by-the-tenant'`);
   });
   await assert.rejects(connect(await tenantConfig(ALPHA)), /password authentication failed/);
   assert.deepEqual(
     (await converge(admin(), [ALPHA, BETA])).map((change) => change.statement),
-    [`ALTER ROLE "alpha_production" WITH PASSWORD '<redacted>'`, `ALTER ROLE "alpha_production" SET statement_timeout = 1500`],
+    [
+      `ALTER ROLE "alpha_production" WITH PASSWORD '<redacted>'`,
+      `ALTER ROLE "alpha_production" SET statement_timeout = 1500`,
+      `ALTER ROLE "alpha_production" IN DATABASE "alpha_production" RESET idle_in_transaction_session_timeout`,
+    ],
   );
-  await withClient(await tenantConfig(ALPHA), async (client) => assert.equal(await settingOf(client, "statement_timeout"), "1500"));
+  await withClient(await tenantConfig(ALPHA), async (client) => {
+    assert.equal(await settingOf(client, "statement_timeout"), "1500");
+    assert.equal(await settingOf(client, "idle_in_transaction_session_timeout"), "60000");
+  });
+  assert.deepEqual(await converge(admin(), [ALPHA, BETA]), []);
 });
 
 test("a tenant's connection limit is enforced", async () => {
