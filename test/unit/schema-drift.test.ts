@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import { jsonSchemas, specReference } from "../../src/spec/jsonschema.js";
 
 const REPO = fileURLToPath(new URL("../..", import.meta.url));
-const REGENERATE = "run npm run schema -- --docs docs/spec-reference.md and commit schema/ and docs/";
+const REGENERATE = "run npm run schema and commit schema/ and docs/";
 
 /** The bytes `berth schema` writes. */
 const asFile = (value: object) => JSON.stringify(value, null, 2) + "\n";
