@@ -96,6 +96,24 @@ describe("filter-ical backend over HTTP", () => {
     assert.equal(res.status, 413);
   });
 
+  it("answers 413 to an oversized chunked body and closes that connection only", async () => {
+    const chunk = new TextEncoder().encode("x".repeat(8192));
+    let sent = 0;
+    const body = new ReadableStream({
+      pull(controller) {
+        if (sent++ < 4) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const res = await fetch(`${base}/api/filters`, { method: "POST", headers: { "Content-Type": "application/json" }, body, duplex: "half" });
+    assert.equal(res.status, 413);
+    assert.equal(res.headers.get("connection"), "close");
+    assert.equal((await res.json()).error, "body_too_large");
+
+    const ok = await fetch(`${base}/api/filters`);
+    assert.equal(ok.headers.get("connection"), "keep-alive");
+  });
+
   it("serves a calendar for an existing filter and 404 otherwise", async () => {
     let res = await fetch(`${base}/ical/7`);
     assert.equal(res.status, 200);

@@ -39,16 +39,24 @@ export async function readJson(req, limit = 16 * 1024) {
   if (declared > limit) {
     throw new HttpError(413, "body_too_large", `The request body is ${declared} bytes; the limit is ${limit}.`);
   }
-  const chunks = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += chunk.length;
-    if (size > limit) {
-      throw new HttpError(413, "body_too_large", `The request body is larger than the limit of ${limit} bytes.`);
-    }
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString("utf8");
+  const text = await new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    const onData = (chunk) => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      // Stop keeping data but let it flow: the 413 goes out, then the connection closes
+      // (see writeReply), instead of a reset that the client would see as a network error.
+      req.off("data", onData);
+      reject(new HttpError(413, "body_too_large", `The request body is larger than the limit of ${limit} bytes.`));
+    };
+    req.on("data", onData);
+    req.once("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.once("error", reject);
+  });
   try {
     return JSON.parse(text);
   } catch (err) {
@@ -78,13 +86,15 @@ export function createRequestListener({ routes, log, isDraining = () => false })
     const reqLog = log.child({ request_id: requestId });
     const match = matchRoute(routes, req.method ?? "GET", url.pathname);
 
-    res.on("finish", () => {
+    // "close" also fires when the client hangs up before the response is complete.
+    res.once("close", () => {
       const fields = {
         method: req.method,
         path: url.pathname,
         status: res.statusCode,
         duration_ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000,
       };
+      if (!res.writableFinished) fields.aborted = true;
       if (match.route?.quiet && res.statusCode < 400) reqLog.debug("request", fields);
       else reqLog.info("request", fields);
     });
@@ -156,8 +166,9 @@ function writeReply(res, reply, requestId, isDraining) {
   }
   headers["Content-Length"] = Buffer.byteLength(payload);
   // While draining, close each connection after its response so keep-alive clients
-  // (the proxy) move to another replica instead of holding this process open.
-  if (isDraining) headers.Connection = "close";
+  // (the proxy) move to another replica instead of holding this process open. A body
+  // left unread (too large, say) cannot be skipped reliably either.
+  if (isDraining || !res.req.complete) headers.Connection = "close";
   res.writeHead(reply.status ?? 200, headers);
   res.end(payload);
 }
