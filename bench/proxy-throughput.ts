@@ -1,0 +1,187 @@
+// Throughput and latency of one backend measured directly, through a minimal hand-written nginx,
+// and through berth's own proxy (the config renderProxyConfig writes, run by ensureProxy as
+// `berth apply` runs it). Prints medians of interleaved wrk runs and the berth/hand-written ratios.
+//
+//   npx tsx bench/proxy-throughput.ts            # 3 rounds of 10 s per target
+//   WRK_DURATION=3s ROUNDS=1 npx tsx bench/proxy-throughput.ts
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { waitHealthy, type Docker } from "../src/host/docker.js";
+import { ensureProxy } from "../src/runtime/proxy.js";
+import {
+  BENCH_LABELS,
+  EXAMPLE_ROOT,
+  cleanupBench,
+  containerIp,
+  docker as connect,
+  httpStatus,
+  labelPlan,
+  labelledVolume,
+  median,
+  ms,
+  mustRun,
+  parseWrk,
+  planFromTexts,
+  printTable,
+  waitUntil,
+  type WrkResult,
+} from "./lib.js";
+
+const DURATION = process.env.WRK_DURATION ?? "10s";
+const ROUNDS = Number(process.env.ROUNDS ?? 3);
+const WRK_ARGS = ["-t2", "-c32", `-d${DURATION}`, "--latency"];
+const IMAGE = "berth-bench/paiss-web:latest";
+const HTTP_PORT = 28080;
+const HTTPS_PORT = 28443;
+const DOMAIN = "benchtp.localhost";
+/** The static site's small answer (3 bytes); the site itself does not log this path. */
+const PATH = "/health.txt";
+const MINIMAL_PROXY = "berth-bench-tp-minimal";
+
+// Rate limits high enough never to answer 429 to wrk: the bench measures proxying, not limiting.
+const PLATFORM = `name: benchtp
+proxy:
+  bind: 127.0.0.1
+  httpPort: ${HTTP_PORT}
+  httpsPort: ${HTTPS_PORT}
+  image: berth-nginx:1.22
+  rateLimits: { general: { rate: 100000, burst: 100000 } }
+tls: { mode: off }
+`;
+const APP = `name: benchtp
+components:
+  web: { image: ${IMAGE}, port: 8080, health: /health.txt }
+routes:
+  - { path: /, to: web }
+environments:
+  production: { domains: [${DOMAIN}] }
+`;
+
+/** The baseline: what one would write by hand to proxy to one backend with upstream keepalive. */
+function minimalNginxConf(backend: string): string {
+  return `worker_processes auto;
+pid /tmp/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend { server ${backend}; keepalive 32; }
+  server {
+    listen 80 default_server;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+    }
+  }
+}
+`;
+}
+
+interface Target {
+  name: string;
+  url: string;
+}
+
+async function startContainer(client: Docker, options: Parameters<Docker["createContainer"]>[0]): Promise<void> {
+  const container = await client.createContainer(options);
+  await container.start();
+  const health = await waitHealthy(client, options.name!, 30_000);
+  if (!health.ok) throw new Error(`${options.name}: ${health.reason}`);
+}
+
+async function wrk(target: Target): Promise<WrkResult> {
+  const { stdout } = await mustRun("wrk", [...WRK_ARGS, "-H", `Host: ${DOMAIN}`, target.url], { timeoutMs: 120_000 });
+  return parseWrk(stdout);
+}
+
+async function main(): Promise<void> {
+  const client = connect();
+  const stateDir = await mkdtemp(join(tmpdir(), "berth-bench-tp-"));
+  await cleanupBench(client);
+  try {
+    await mustRun("docker", ["build", "-q", "--label", "berth.bench=true", "-t", IMAGE, join(EXAMPLE_ROOT, "src", "paiss", "web")], {
+      timeoutMs: 300_000,
+      env: { ...process.env, DOCKER_BUILDKIT: "0" },
+    });
+    const plan = labelPlan(planFromTexts(PLATFORM, { benchtp: APP }));
+    const environment = plan.environments[0]!;
+    const backend = environment.components[0]!.containers[0]!;
+    const network = environment.network.name;
+    await client.createNetwork({ Name: network, Driver: "bridge", Labels: environment.network.labels });
+
+    // The backend runs without berth's resource limits: the bench measures the proxies, not a capped tenant.
+    await startContainer(client, { name: backend.name, Image: IMAGE, Labels: backend.labels, HostConfig: { NetworkMode: network } });
+    const backendIp = await containerIp(client, backend.name, network);
+
+    // berth's proxy exactly as apply starts it: rendered config, one-off nginx -t, swap, start.
+    await labelledVolume(client, plan.proxy.volumes.logs);
+    await ensureProxy(client, plan, stateDir, new Map([[backend.name, backend.name]]), () => undefined);
+    const berthIp = await containerIp(client, plan.proxy.container, network);
+
+    const minimalDir = join(stateDir, "minimal");
+    await mkdir(minimalDir);
+    await writeFile(join(minimalDir, "nginx.conf"), minimalNginxConf(`${backendIp}:${backend.port}`));
+    await startContainer(client, {
+      name: MINIMAL_PROXY,
+      Image: "berth-nginx:1.22",
+      Cmd: ["nginx", "-g", "daemon off;", "-c", "/bench/nginx.conf"],
+      Labels: BENCH_LABELS,
+      HostConfig: { NetworkMode: network, Binds: [`${minimalDir}:/bench:ro`] },
+    });
+    const minimalIp = await containerIp(client, MINIMAL_PROXY, network);
+
+    // Container addresses avoid docker-proxy, the userland relay Docker puts behind 127.0.0.1 ports;
+    // the last target shows what that relay costs on the way a local client reaches berth.
+    const targets: Target[] = [
+      { name: "direct to backend", url: `http://${backendIp}:${backend.port}${PATH}` },
+      { name: "hand-written nginx", url: `http://${minimalIp}${PATH}` },
+      { name: "berth nginx", url: `http://${berthIp}${PATH}` },
+      { name: `berth via 127.0.0.1:${HTTP_PORT}`, url: `http://127.0.0.1:${HTTP_PORT}${PATH}` },
+    ];
+    for (const target of targets) {
+      const url = new URL(target.url);
+      await waitUntil(`${target.name} answers 200`, async () => (await httpStatus(url.hostname, Number(url.port || 80), DOMAIN, PATH)) === 200, 10_000, 100);
+    }
+
+    console.log(`wrk ${WRK_ARGS.join(" ")} -H 'Host: ${DOMAIN}' <target>${PATH}; ${ROUNDS} interleaved round(s), medians`);
+    const results = new Map<string, WrkResult[]>(targets.map((target) => [target.name, []]));
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const target of targets) {
+        const result = await wrk(target);
+        results.get(target.name)!.push(result);
+        console.log(`  round ${round} ${target.name}: ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${ms(result.p50Ms)} ms, p99 ${ms(result.p99Ms)} ms`);
+      }
+    }
+
+    const summary = (name: string) => {
+      const runs = results.get(name)!;
+      return {
+        rps: median(runs.map((run) => run.requestsPerSecond)),
+        p50: median(runs.map((run) => run.p50Ms)),
+        p99: median(runs.map((run) => run.p99Ms)),
+        errors: runs.reduce((sum, run) => sum + run.non2xx + run.socketErrors, 0),
+      };
+    };
+    console.log("");
+    printTable(
+      ["target", "req/s", "p50 ms", "p99 ms", "non-2xx+socket errors"],
+      targets.map(({ name }) => {
+        const s = summary(name);
+        return [name, s.rps.toFixed(0), ms(s.p50), ms(s.p99), String(s.errors)];
+      }),
+    );
+    const minimal = summary("hand-written nginx");
+    const berth = summary("berth nginx");
+    console.log("");
+    console.log(`berth / hand-written req/s: ${(berth.rps / minimal.rps).toFixed(3)}  (target >= 0.95)`);
+    console.log(`berth / hand-written p99:   ${(berth.p99 / minimal.p99).toFixed(3)}  (lower is better)`);
+  } finally {
+    await cleanupBench(client);
+    await rm(stateDir, { recursive: true, force: true });
+  }
+}
+
+await main();
