@@ -130,7 +130,8 @@ export async function waitHealthy(docker: Docker, container: string, timeoutMs: 
     const info = await inspectContainer(docker, container);
     if (!info) return { ok: false, reason: "the container disappeared" };
     const state = info.State;
-    if (!state.Running) {
+    // With a restart policy a crashing process is restarted at once: a restart is an exit.
+    if (!state.Running || state.Restarting || info.RestartCount > 0) {
       const oom = state.OOMKilled ? " (killed: out of memory)" : "";
       return { ok: false, reason: `the container exited with code ${state.ExitCode}${oom}` };
     }

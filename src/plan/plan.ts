@@ -235,6 +235,6 @@ function healthCheck(platform: PlatformSpec, component: ComponentSpec): HealthCh
     intervalMs: component.health?.interval ?? defaults.interval,
     timeoutMs: component.health?.timeout ?? defaults.timeout,
     retries: component.health?.retries ?? defaults.retries,
-    startPeriodMs: component.health?.startPeriod ?? 0,
+    startPeriodMs: component.health?.startPeriod ?? defaults.startPeriod,
   };
 }

@@ -284,6 +284,9 @@ export const platformSchema = z
                   interval: duration.prefault("5s").describe("Time between checks."),
                   timeout: duration.prefault("3s").describe("Time a check may take."),
                   retries: positiveInt("a retry count", 100).default(3).describe("Failed checks in a row before the container is unhealthy."),
+                  startPeriod: duration
+                    .prefault("30s")
+                    .describe("Start-up time during which failed checks do not count; the container is healthy at its first passing check."),
                 },
                 { error: "a mapping" },
               )
@@ -308,7 +311,7 @@ const healthSchema = z
         interval: duration.optional().describe("Time between checks (default: the platform's defaults.health)."),
         timeout: duration.optional().describe("Time a check may take (default: the platform's defaults.health)."),
         retries: positiveInt("a retry count", 100).optional().describe("Failed checks in a row before unhealthy (default: the platform's)."),
-        startPeriod: duration.optional().describe("Start-up time during which failed checks do not count (default 0)."),
+        startPeriod: duration.optional().describe("Start-up time during which failed checks do not count (default: the platform's defaults.health.startPeriod)."),
       }),
     ],
     { error: "a path like /health, or a mapping with path, interval, timeout, retries" },

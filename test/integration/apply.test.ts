@@ -98,24 +98,33 @@ describe("berth apply", { timeout: 600_000 }, () => {
       {
         ...files,
         "apps/bta-crash.yaml": `name: bta-crash
+source: { path: ../crash }
 components:
-  app: { image: "berth-node:20", port: 3000, health: /health }
+  app: { build: ., port: 3000, health: /health }
 routes: [{ path: /, to: app }]
 environments:
   production: { domains: [bta-crash.test] }
+`,
+        "crash/Dockerfile": `FROM berth-node:20
+LABEL berth.test=true
+CMD ["node", "-e", "console.error('boom: CONFIG_PATH is not set'); process.exit(3)"]
 `,
       },
       platform.stateDir,
     );
     await assert.rejects(crashing.apply(), (error: unknown) => {
       assert.ok(error instanceof BerthError);
-      assert.match(error.message, /bta-crash-app-production: the container exited with code \d+/);
+      assert.match(error.message, /bta-crash-app-production: the container exited with code 3/);
+      assert.match(error.message, /boom: CONFIG_PATH is not set/, "the failing container's last log lines are shown");
       return true;
     });
     assert.equal((await httpsGet("bta-site.test", "/health.txt")).status, 200, "the others keep serving");
     assert.equal((await inspectContainer(client, "bta-crash-app-production")), undefined, "the failed container is removed");
     const cleanup = await platform.apply();
-    assert.ok(cleanup.every((c) => c.target.includes("bta-crash")), `only the crashed app's leftovers change: ${JSON.stringify(cleanup)}`);
+    assert.ok(
+      cleanup.every((c) => c.target.includes("bta-crash") || c.target === "proxy configuration"),
+      `only the crashed app's leftovers change: ${JSON.stringify(cleanup)}`,
+    );
   });
 
   test("removing an environment removes its containers, routes and network and keeps its database", async () => {

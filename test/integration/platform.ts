@@ -37,7 +37,7 @@ components:
   web:
     build: web
     port: 8080
-    health: { path: /health.txt, interval: 1s, timeout: 3s }
+    health: { path: /health.txt, interval: 1s, timeout: 5s }
     resources: { cpus: 0.25, memory: 64M }
 routes:
   - { path: /, to: web, limit: general }
@@ -55,7 +55,7 @@ components:
   backend:
     build: backend
     port: 3000
-    health: { path: /health, interval: 1s, timeout: 3s }
+    health: { path: /health, interval: 1s, timeout: 5s }
     release: [node, migrate.js]
     database: true
 routes:

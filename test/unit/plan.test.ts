@@ -184,7 +184,7 @@ test("a tenant container, whole: image, resources, health, env, labels", () => {
       envVars: { LOG: "warn" },
       hasDatabase: false,
       resources: { cpus: 1, memoryBytes: 512 * MiB, pids: 100 },
-      health: { path: "/healthz", test: healthTest(8080, "/healthz"), intervalMs: 10_000, timeoutMs: 2000, retries: 4, startPeriodMs: 0 },
+      health: { path: "/healthz", test: healthTest(8080, "/healthz"), intervalMs: 10_000, timeoutMs: 2000, retries: 4, startPeriodMs: 30_000 },
       capAdd: [],
       labels: {
         "berth.managed": "true",

@@ -33,7 +33,7 @@ const DEFAULT_PLATFORM = {
   alerts: { channels: [] },
   defaults: {
     resources: { cpus: 0.5, memory: 256 * MiB, pids: 256 },
-    health: { interval: 5000, timeout: 3000, retries: 3 },
+    health: { interval: 5000, timeout: 3000, retries: 3, startPeriod: 30_000 },
   },
 };
 
@@ -102,7 +102,7 @@ defaults:
         { type: "email", name: "mail", to: ["ops@example.org"] },
       ],
     },
-    defaults: { resources: { cpus: 1.5, memory: GiB, pids: 512 }, health: { interval: 10_000, timeout: 1500, retries: 5 } },
+    defaults: { resources: { cpus: 1.5, memory: GiB, pids: 512 }, health: { interval: 10_000, timeout: 1500, retries: 5, startPeriod: 30_000 } },
   });
 });
 
