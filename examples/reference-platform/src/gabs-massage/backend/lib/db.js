@@ -28,7 +28,7 @@ export function createPool({ url, max }, applicationName, log) {
     connectionString: url,
     max,
     application_name: applicationName,
-    connectionTimeoutMillis: 3000,
+    connectionTimeoutMillis: 10000,
     idleTimeoutMillis: 10000,
   });
   // An idle connection that the server drops (restart, failover) emits here; without a
