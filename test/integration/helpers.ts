@@ -59,3 +59,30 @@ export async function httpGet(port: number, host: string, path = "/", timeoutMs 
     req.end();
   });
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Stops dockerd (the one scripts/setup.sh started) by its PID and starts it again the same
+ * way; containers come back by their restart policies. Bounded: 60 s each way.
+ */
+export async function restartEngine(): Promise<void> {
+  const { spawn } = await import("node:child_process");
+  const { openSync } = await import("node:fs");
+  const { stdout } = await run("pidof", ["dockerd"]);
+  const pid = Number(stdout.trim().split(/\s+/)[0]);
+  process.kill(pid, "SIGTERM");
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(200)) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      break;
+    }
+  }
+  const log = openSync("/var/log/berth-dockerd.log", "a");
+  spawn("dockerd", [], { detached: true, stdio: ["ignore", log, log] }).unref();
+  for (const deadline = Date.now() + 60_000; Date.now() < deadline; await sleep(200)) {
+    if (await docker().ping().then(() => true, () => false)) return;
+  }
+  throw new Error("dockerd did not come back within 60 s");
+}
