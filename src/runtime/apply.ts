@@ -10,7 +10,7 @@ import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
 import { configHashOf, tenantCreateOptions, type TenantRuntime } from "./containers.js";
 import { ensureImage, type Progress } from "./images.js";
 import { ensureNetworks, removeNetworks } from "./networks.js";
-import { ensureProxy } from "./proxy.js";
+import { checkProxyPorts, ensureProxy } from "./proxy.js";
 import { proxyDir } from "../proxy/apply.js";
 import type { DatabaseRuntime } from "./postgres.js";
 
@@ -52,10 +52,8 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   await pingEngine(docker);
   const changes: Change[] = [];
 
-  changes.push(...(await ensureNetworks(docker, plan)));
-  const database = await deps.databases.converge(plan, progress);
-  changes.push(...database.changes);
-
+  // Everything that can be checked without changing anything is checked first: a missing
+  // image, a failed build or a taken port leaves the host exactly as it was.
   const images = new Map<string, string>();
   for (const env of plan.environments) {
     for (const component of env.components) {
@@ -66,6 +64,11 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
       images.set(key, image.ref);
     }
   }
+  await checkProxyPorts(docker, plan);
+
+  changes.push(...(await ensureNetworks(docker, plan)));
+  const database = await deps.databases.converge(plan, progress);
+  changes.push(...database.changes);
 
   const timeoutMs = options.healthTimeoutMs ?? 60_000;
   const perComponent = await Promise.all(

@@ -2,6 +2,7 @@
 // containers, the config is rendered, validated and swapped, and nginx reloads gracefully.
 import type Dockerode from "dockerode";
 import { access, mkdir } from "node:fs/promises";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { BerthError } from "../errors.js";
 import { demuxLogs, engine, inspectContainer, logTail, waitHealthy, type Docker } from "../host/docker.js";
@@ -99,6 +100,35 @@ function validateOneOff(docker: Docker, options: Dockerode.ContainerCreateOption
       await container.remove({ force: true });
     }
   };
+}
+
+/** Whether something else listens on the address; our own proxy's ports do not count. */
+function isPortTaken(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", (error: NodeJS.ErrnoException) => resolve(error.code === "EADDRINUSE"));
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve(false)));
+  });
+}
+
+/**
+ * Before anything changes: when the proxy container is to be created (or re-created with
+ * other ports), its host ports must be free, or apply stops with the port named.
+ */
+export async function checkProxyPorts(docker: Docker, plan: PlatformPlan): Promise<void> {
+  const current = await inspectContainer(docker, plan.proxy.container);
+  const bound = Object.values(current?.HostConfig.PortBindings ?? {}).flat() as { HostIp?: string; HostPort?: string }[];
+  for (const port of [plan.proxy.httpPort, plan.proxy.httpsPort]) {
+    const isOurs = current?.State.Running && bound.some((b) => b.HostPort === String(port) && (b.HostIp ?? "") === plan.proxy.bind);
+    if (isOurs) continue;
+    if (await isPortTaken(plan.proxy.bind, port)) {
+      throw new BerthError(
+        "PORT_TAKEN",
+        `port ${plan.proxy.bind}:${port} is already taken by another program; nothing was changed`,
+        `Stop what listens there (ss -ltnp 'sport = :${port}'), or set another proxy.httpPort/httpsPort in platform.yaml.`,
+      );
+    }
+  }
 }
 
 export async function ensureProxy(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, progress: Progress): Promise<Change[]> {
