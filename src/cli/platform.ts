@@ -5,6 +5,7 @@ import { connectDocker } from "../host/docker.js";
 import { planPlatform } from "../plan/plan.js";
 import { applyPlatform, type Change } from "../runtime/apply.js";
 import { downPlatform } from "../runtime/down.js";
+import { watchPlatform } from "../runtime/watch.js";
 import { containerPostgres } from "../runtime/postgres.js";
 import { loadSpec } from "../spec/index.js";
 
@@ -39,7 +40,8 @@ export function registerPlatformCommands(cli: Command): void {
     .option("--state-dir <dir>", "where berth keeps proxy config, certificates and passwords (default /var/lib/berth/PLATFORM, or BERTH_STATE_DIR)")
     .option("--purge", "also drop the databases of environments removed from the spec")
     .option("--json", "print the changes as JSON")
-    .action(async (path: string, options: StateOptions & { purge?: boolean; json?: boolean }) => {
+    .option("--watch", "then keep nginx's upstreams right as tenant containers restart, until interrupted")
+    .action(async (path: string, options: StateOptions & { purge?: boolean; json?: boolean; watch?: boolean }) => {
       const { root, spec } = await loadSpec(path);
       const plan = planPlatform(spec, { root });
       const stateDir = stateDirFor(plan.platform, options);
@@ -48,6 +50,14 @@ export function registerPlatformCommands(cli: Command): void {
       const changes = await applyPlatform(plan, { docker, stateDir, progress, databases: containerPostgres(docker, stateDir) }, { purge: options.purge ?? false });
       printChanges(changes, options.json);
       progress(`applied in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      if (!options.watch) return;
+      const stop = new AbortController();
+      process.once("SIGINT", () => stop.abort());
+      process.once("SIGTERM", () => stop.abort());
+      progress("watching tenant containers (Ctrl-C to stop)");
+      await watchPlatform(docker, plan, stateDir, stop.signal, (changed, trigger) => {
+        if (changed.length > 0) progress(`${trigger}: proxy re-rendered`);
+      }, progress);
     });
 
   cli

@@ -51,24 +51,58 @@ export function proxyCreateOptions(plan: PlatformPlan, stateDir: string): Docker
   });
 }
 
-/** Addresses of the containers serving each route, read from the engine. */
+interface Running {
+  networks: Record<string, string>;
+  isHealthy: boolean;
+}
+
+/** Running containers of the platform by name, from one engine call (not one per container). */
+async function runningContainers(docker: Docker, platform: string): Promise<Map<string, Running>> {
+  const list = await engine("listing containers", () =>
+    docker.listContainers({ filters: JSON.stringify({ label: [`berth.platform=${platform}`, "berth.role=tenant"] }) }),
+  );
+  const running = new Map<string, Running>();
+  for (const container of list) {
+    const networks: Record<string, string> = {};
+    for (const [name, endpoint] of Object.entries(container.NetworkSettings.Networks)) networks[name] = endpoint.IPAddress;
+    // Status reads "Up 3 minutes (healthy)", "(health: starting)", "(unhealthy)" or has no health part.
+    const isHealthy = !/\((unhealthy|health: starting)\)/.test(container.Status);
+    running.set(container.Names[0]!.replace(/^\//, ""), { networks, isHealthy });
+  }
+  return running;
+}
+
+/**
+ * Addresses of the containers serving each route. Healthy ones only, while any is healthy:
+ * a starting or failing replica gets no traffic; if none is healthy, all running ones do
+ * (better a struggling upstream than a certain 502).
+ */
 async function observeUpstreams(docker: Docker, plan: PlatformPlan, serving: Map<string, string>): Promise<ProxyObserved["upstreams"]> {
+  const running = await runningContainers(docker, plan.platform);
   const upstreams: ProxyObserved["upstreams"] = {};
   for (const env of plan.environments) {
     for (const route of env.routes) {
       if (upstreams[route.upstream]) continue;
-      const addresses: string[] = [];
-      for (const name of route.containers) {
-        const actual = serving.get(name);
-        if (!actual) continue;
-        const info = await inspectContainer(docker, actual);
-        const ip = info?.State.Running ? info.NetworkSettings.Networks[env.network.name]?.IPAddress : undefined;
-        if (ip) addresses.push(`${ip}:${route.port}`);
-      }
-      upstreams[route.upstream] = addresses;
+      const candidates = route.containers
+        .map((name) => running.get(serving.get(name) ?? ""))
+        .filter((container): container is Running => container?.networks[env.network.name] !== undefined);
+      const healthy = candidates.filter((container) => container.isHealthy);
+      upstreams[route.upstream] = (healthy.length > 0 ? healthy : candidates).map((container) => `${container.networks[env.network.name]}:${route.port}`);
     }
   }
   return upstreams;
+}
+
+/** What serves now: each planned container that runs under its own name. */
+export async function servingNow(docker: Docker, plan: PlatformPlan): Promise<Map<string, string>> {
+  const running = await runningContainers(docker, plan.platform);
+  const serving = new Map<string, string>();
+  for (const env of plan.environments) {
+    for (const component of env.components) {
+      for (const container of component.containers) if (running.has(container.name)) serving.set(container.name, container.name);
+    }
+  }
+  return serving;
 }
 
 async function observeCertificates(plan: PlatformPlan, stateDir: string): Promise<ProxyObserved["certificates"]> {
