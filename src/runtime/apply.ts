@@ -62,6 +62,8 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
       const image = await ensureImage(docker, component.image, progress);
       if (image.built) changes.push({ kind: "built", target: image.ref });
       images.set(key, image.ref);
+      const user = component.containers[0]?.user ?? (await imageUser(docker, image.ref));
+      if (isRoot(user)) progress(`warning: ${env.app}/${component.name} runs as root; add USER to its Dockerfile or set user: in the app file`);
     }
   }
   await checkProxyPorts(docker, plan);
@@ -107,6 +109,15 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     );
   }
   return changes;
+}
+
+async function imageUser(docker: Docker, ref: string): Promise<string> {
+  const info = await engine(`inspecting image ${ref}`, () => docker.getImage(ref).inspect());
+  return info.Config.User ?? "";
+}
+
+export function isRoot(user: string): boolean {
+  return user === "" || user === "root" || user === "0" || user.startsWith("0:") || user.startsWith("root:");
 }
 
 async function ensureCertificates(plan: PlatformPlan, stateDir: string): Promise<void> {
