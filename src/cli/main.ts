@@ -8,6 +8,7 @@ import { loadSpec } from "../spec/index.js";
 import { jsonSchemas, specReference } from "../spec/jsonschema.js";
 import { planPlatform } from "../plan/plan.js";
 import { formatPlan } from "../plan/format.js";
+import { registerDeployCommands } from "./deploy.js";
 import { registerPlatformCommands } from "./platform.js";
 
 function program(): Command {
@@ -22,6 +23,9 @@ Examples:
   berth validate examples/reference-platform
   berth plan examples/reference-platform --json
   berth apply examples/reference-platform
+  berth deploy filter-ical --env staging --image backend=berth/filter-ical-backend:v2 --spec examples/reference-platform
+  berth releases filter-ical --env staging --spec examples/reference-platform
+  berth rollback filter-ical --env staging --spec examples/reference-platform
   berth down examples/reference-platform`,
     );
 
@@ -70,6 +74,7 @@ Examples:
     });
 
   registerPlatformCommands(cli);
+  registerDeployCommands(cli);
   return cli;
 }
 

@@ -6,6 +6,8 @@ import { planPlatform } from "../plan/plan.js";
 import { applyPlatform, type Change } from "../runtime/apply.js";
 import { downPlatform } from "../runtime/down.js";
 import { watchPlatform } from "../runtime/watch.js";
+import { recoverDeploys, withReleases } from "../deploy/deploy.js";
+import { Store } from "../state/store.js";
 import { containerPostgres } from "../runtime/postgres.js";
 import { loadSpec } from "../spec/index.js";
 
@@ -43,11 +45,20 @@ export function registerPlatformCommands(cli: Command): void {
     .option("--watch", "then keep nginx's upstreams right as tenant containers restart, until interrupted")
     .action(async (path: string, options: StateOptions & { purge?: boolean; json?: boolean; watch?: boolean }) => {
       const { root, spec } = await loadSpec(path);
-      const plan = planPlatform(spec, { root });
-      const stateDir = stateDirFor(plan.platform, options);
+      const planned = planPlatform(spec, { root });
+      const stateDir = stateDirFor(planned.platform, options);
       const docker = connectDocker();
       const started = Date.now();
-      const changes = await applyPlatform(plan, { docker, stateDir, progress, databases: containerPostgres(docker, stateDir) }, { purge: options.purge ?? false });
+      const databases = containerPostgres(docker, stateDir);
+      const store = new Store(stateDir);
+      await recoverDeploys(planned, { docker, stateDir, store, databases, progress });
+      const lock = store.locks()[0];
+      if (lock) {
+        throw new BerthError("CONFLICT", `apply refused: ${lock.app}/${lock.env} is being deployed by ${lock.holder} since ${lock.startedAt}`, "Wait for the deploy to finish, then apply again.");
+      }
+      // Deployed releases are part of the desired state: apply keeps their images.
+      const plan = withReleases(planned, store.activeReleases());
+      const changes = await applyPlatform(plan, { docker, stateDir, progress, databases }, { purge: options.purge ?? false });
       printChanges(changes, options.json);
       progress(`applied in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       if (!options.watch) return;

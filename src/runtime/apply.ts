@@ -33,11 +33,15 @@ export interface ApplyOptions {
   purge?: boolean;
   /** How long a new container may take to become healthy. */
   healthTimeoutMs?: number;
+  /** How long a replaced container keeps running after the proxy moved away from it. */
+  drainMs?: number;
 }
 
 const NEXT_SUFFIX = "-next";
 
-interface ContainerOutcome {
+export const DEFAULT_DRAIN_MS = 2000;
+
+export interface ContainerOutcome {
   plan: ContainerPlan;
   /** The container that should serve after this apply, or undefined when none can. */
   serving?: string;
@@ -90,11 +94,7 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   await ensureCertificates(plan, deps.stateDir);
   changes.push(...(await ensureProxy(docker, plan, deps.stateDir, serving, progress)));
 
-  for (const outcome of outcomes) {
-    if (!outcome.retire) continue;
-    await removeContainer(docker, outcome.retire);
-    await engine(`renaming ${outcome.serving}`, () => docker.getContainer(outcome.serving!).rename({ name: outcome.plan.name }));
-  }
+  await retireReplaced(docker, outcomes, options.drainMs ?? DEFAULT_DRAIN_MS);
   changes.push(...(await removeOrphans(docker, plan)));
   changes.push(...(await removeNetworks(docker, plan)));
   changes.push(...(await deps.databases.removeUnused(plan, options.purge ?? false, progress)));
@@ -153,7 +153,25 @@ async function createContainer(docker: Docker, options: Dockerode.ContainerCreat
  * environment's network, before any of its containers is created or replaced; if it fails,
  * none is, and what serves keeps serving.
  */
-async function convergeComponent(docker: Docker, component: ComponentPlan, runtime: TenantRuntime, timeoutMs: number, progress: Progress): Promise<ContainerOutcome[]> {
+/**
+ * After the proxy moved to the new containers: give in-flight requests on the old ones time
+ * to finish (nginx's old workers still send them there), stop them gracefully (SIGTERM, the
+ * app closes its listener and finishes), then give the new ones the plain names.
+ */
+export async function retireReplaced(docker: Docker, outcomes: ContainerOutcome[], drainMs: number): Promise<void> {
+  const retiring = outcomes.filter((outcome) => outcome.retire);
+  if (retiring.length === 0) return;
+  await new Promise((resolve) => setTimeout(resolve, drainMs));
+  await Promise.all(
+    retiring.map(async (outcome) => {
+      await engine(`stopping ${outcome.retire}`, () => docker.getContainer(outcome.retire!).stop({ t: 10 })).catch(() => undefined);
+      await removeContainer(docker, outcome.retire!);
+      await engine(`renaming ${outcome.serving}`, () => docker.getContainer(outcome.serving!).rename({ name: outcome.plan.name }));
+    }),
+  );
+}
+
+export async function convergeComponent(docker: Docker, component: ComponentPlan, runtime: TenantRuntime, timeoutMs: number, progress: Progress): Promise<ContainerOutcome[]> {
   if (component.release) {
     const pending = await Promise.all(component.containers.map(async (container) => {
       const current = await inspectContainer(docker, container.name);

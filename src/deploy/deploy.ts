@@ -1,0 +1,259 @@
+// A deploy rolls out a new release of one app environment without dropping a request:
+// release command → new containers beside the old → healthy → proxy switched (validated,
+// graceful) → health window (back to the old on failure) → drain → old stopped.
+// Every step is journaled before it runs; a crash is repaired by recoverDeploys.
+import { BerthError } from "../errors.js";
+import { engine, imageExists, inspectContainer, type Docker } from "../host/docker.js";
+import type { EnvironmentPlan, ImageSource, PlatformPlan } from "../plan/types.js";
+import { convergeComponent, removeContainer, retireReplaced, type ContainerOutcome } from "../runtime/apply.js";
+import type { Progress } from "../runtime/images.js";
+import { ensureImage } from "../runtime/images.js";
+import type { DatabaseRuntime } from "../runtime/postgres.js";
+import { ensureProxy, servingNow } from "../runtime/proxy.js";
+import type { Release, Store } from "../state/store.js";
+
+export const NEXT_SUFFIX = "-next";
+
+export interface DeployDeps {
+  docker: Docker;
+  stateDir: string;
+  store: Store;
+  databases: DatabaseRuntime;
+  progress: Progress;
+}
+
+export interface DeployRequest {
+  app: string;
+  env: string;
+  /** Image per component to roll out; components not named keep their current image. */
+  images?: Record<string, string>;
+  actor: string;
+  reason: string;
+  sourceCommit?: string;
+}
+
+export interface DeployOptions {
+  healthTimeoutMs?: number;
+  /** After the switch: how long the new release must stay healthy before the old one goes. */
+  healthWindowMs?: number;
+  drainMs?: number;
+  /** Images of this many latest releases per environment are kept. */
+  keepReleases?: number;
+}
+
+export function environmentOf(plan: PlatformPlan, app: string, env: string): EnvironmentPlan {
+  const found = plan.environments.find((e) => e.app === app && e.env === env);
+  if (found) return found;
+  const known = plan.environments.map((e) => `${e.app}/${e.env}`).join(", ");
+  throw new BerthError("NOT_FOUND", `no environment ${app}/${env} in the spec`, `Known environments: ${known}.`);
+}
+
+/** The plan with each environment's images taken from its active release, so apply keeps what was deployed. */
+export function withReleases(plan: PlatformPlan, releases: readonly Pick<Release, "app" | "env" | "images">[]): PlatformPlan {
+  return {
+    ...plan,
+    environments: plan.environments.map((env) => {
+      const release = releases.find((r) => r.app === env.app && r.env === env.env);
+      if (!release) return env;
+      return {
+        ...env,
+        components: env.components.map((component) => {
+          const ref = release.images[component.name];
+          if (!ref) return component;
+          const image: ImageSource = { kind: "image", ref };
+          return { ...component, image, containers: component.containers.map((container) => ({ ...container, image })) };
+        }),
+      };
+    }),
+  };
+}
+
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+};
+
+/**
+ * Repairs deploys whose berth process died: where the old container still runs, the new
+ * one is removed (the old release keeps serving); where the old one is already gone, the
+ * new one takes its name. Then the proxy is re-rendered from what runs.
+ */
+export async function recoverDeploys(plan: PlatformPlan, deps: DeployDeps): Promise<Release[]> {
+  const recovered: Release[] = [];
+  for (const lock of deps.store.locks()) {
+    if (lock.pid === process.pid || isAlive(lock.pid)) continue;
+    const release = deps.store.releaseById(lock.releaseId)!;
+    const steps = deps.store.journalOf(release.id);
+    const env = plan.environments.find((e) => e.app === lock.app && e.env === lock.env);
+    let isPromoted = false;
+    for (const container of env?.components.flatMap((c) => c.containers) ?? []) {
+      const next = await inspectContainer(deps.docker, container.name + NEXT_SUFFIX);
+      if (!next) continue;
+      const current = await inspectContainer(deps.docker, container.name);
+      if (current?.State.Running) await removeContainer(deps.docker, container.name + NEXT_SUFFIX);
+      else {
+        if (current) await removeContainer(deps.docker, container.name);
+        await engine(`renaming ${container.name}${NEXT_SUFFIX}`, () => deps.docker.getContainer(container.name + NEXT_SUFFIX).rename({ name: container.name }));
+        isPromoted = true;
+      }
+    }
+    await ensureProxy(deps.docker, plan, deps.stateDir, await servingNow(deps.docker, plan), deps.progress);
+    const step = steps.at(-1) ?? "start";
+    deps.store.finishRelease(release, {
+      status: isPromoted ? "active" : "failed",
+      failure: isPromoted ? undefined : `interrupted during "${step}" (berth stopped); the previous release kept serving`,
+      hasRunReleaseCommand: steps.includes("release-command"),
+      timings: release.timings,
+    });
+    deps.progress(`recovered the interrupted deploy r${release.number} of ${lock.app}/${lock.env}: ${isPromoted ? "finished it" : "removed its containers"}`);
+    recovered.push(deps.store.releaseById(release.id)!);
+  }
+  return recovered;
+}
+
+async function resolveImages(plan: PlatformPlan, env: EnvironmentPlan, request: DeployRequest, deps: DeployDeps): Promise<Record<string, string>> {
+  const names = env.components.map((c) => c.name);
+  for (const component of Object.keys(request.images ?? {})) {
+    if (!names.includes(component)) {
+      throw new BerthError("BAD_ARGUMENT", `--image ${component}=…: ${env.app} has no component "${component}"`, `Its components: ${names.join(", ")}.`);
+    }
+  }
+  const active = deps.store.activeRelease(env.app, env.env);
+  const images: Record<string, string> = {};
+  for (const component of env.components) {
+    const ref = request.images?.[component.name] ?? active?.images[component.name];
+    if (ref) {
+      if (!(await imageExists(deps.docker, ref))) {
+        throw new BerthError("IMAGE_MISSING", `image ${ref} for ${env.app}/${component.name} is not on this host`, "Build or load it first; nothing was changed.");
+      }
+      images[component.name] = ref;
+    } else images[component.name] = (await ensureImage(deps.docker, component.image, deps.progress)).ref;
+  }
+  return images;
+}
+
+async function imageIds(docker: Docker, images: Record<string, string>): Promise<Record<string, string>> {
+  const ids: Record<string, string> = {};
+  for (const [component, ref] of Object.entries(images)) ids[component] = (await engine(`inspecting ${ref}`, () => docker.getImage(ref).inspect())).Id;
+  return ids;
+}
+
+/** Polls the new containers for the health window; returns why one failed, if one did. */
+async function watchHealth(docker: Docker, names: string[], windowMs: number): Promise<string | undefined> {
+  for (const deadline = Date.now() + windowMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+    for (const name of names) {
+      const info = await inspectContainer(docker, name);
+      if (!info?.State.Running || info.State.Restarting || info.RestartCount > 0) return `${name} stopped (exit code ${info?.State.ExitCode ?? "?"}) during the health window`;
+      if (info.State.Health?.Status === "unhealthy") return `${name} became unhealthy during the health window`;
+    }
+  }
+  return undefined;
+}
+
+export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: DeployDeps, options: DeployOptions = {}): Promise<Release> {
+  const { docker, store, progress } = deps;
+  await recoverDeploys(plan, deps);
+  const env = environmentOf(plan, request.app, request.env);
+  const images = await resolveImages(plan, env, request, deps);
+  const release = store.beginRelease({
+    app: env.app,
+    env: env.env,
+    images,
+    imageIds: await imageIds(docker, images),
+    sourceCommit: request.sourceCommit ?? null,
+    actor: request.actor,
+    reason: request.reason,
+  });
+  const timings: Record<string, number> = {};
+  const started = Date.now();
+  const mark = (step: string) => {
+    store.journal(release.id, step);
+    timings[step] = Date.now() - started;
+    progress(`r${release.number} ${step}`);
+  };
+  let outcomes: ContainerOutcome[] = [];
+  let hasRunReleaseCommand = false;
+  try {
+    mark("prepare");
+    const target = withReleases(plan, [{ app: env.app, env: env.env, images }]);
+    const targetEnv = environmentOf(target, env.app, env.env);
+    const database = targetEnv.database ? await deps.databases.converge(target, progress) : { urls: {} as Record<string, string> };
+    mark("start-new");
+    hasRunReleaseCommand = targetEnv.components.some((c) => c.release);
+    const perComponent = await Promise.all(
+      targetEnv.components.map((component) =>
+        convergeComponent(docker, component, {
+          image: images[component.name]!,
+          injectedEnv: component.hasDatabase ? { DATABASE_URL: database.urls[`${env.app}/${env.env}`]! } : {},
+        }, options.healthTimeoutMs ?? 60_000, progress),
+      ),
+    );
+    outcomes = perComponent.flat();
+    const failures = outcomes.filter((o) => o.failure);
+    if (failures.length > 0) {
+      throw new BerthError("BUILD_FAILED", `the new release did not become healthy; the old release keeps serving:\n${failures.map((f) => `- ${f.plan.name}: ${f.failure}`).join("\n")}`);
+    }
+
+    mark("switch");
+    const serving = await servingNow(docker, plan);
+    for (const outcome of outcomes) if (outcome.serving) serving.set(outcome.plan.name, outcome.serving);
+    await ensureProxy(docker, target, deps.stateDir, serving, progress);
+
+    mark("health-window");
+    const fresh = outcomes.filter((o) => o.retire || o.changes.some((c) => c.kind === "created")).map((o) => o.serving!);
+    const unhealthy = await watchHealth(docker, fresh, options.healthWindowMs ?? 3000);
+    if (unhealthy) {
+      mark("rollback");
+      const previous = await servingNow(docker, plan);
+      for (const outcome of outcomes) if (outcome.retire) previous.set(outcome.plan.name, outcome.plan.name);
+      await ensureProxy(docker, plan, deps.stateDir, previous, progress);
+      throw new BerthError("BUILD_FAILED", `the new release failed after the switch: ${unhealthy}; traffic went back to the previous release`);
+    }
+
+    mark("drain");
+    await retireReplaced(docker, outcomes, options.drainMs ?? 2000);
+    mark("done");
+    store.finishRelease(release, { status: "active", hasRunReleaseCommand, timings });
+  } catch (error) {
+    // Whatever failed, the new containers go and the old release keeps (or is back to) serving.
+    for (const outcome of outcomes) if (outcome.retire) await removeContainer(docker, outcome.serving!);
+    const isRolledBack = store.journalOf(release.id).includes("rollback");
+    store.finishRelease(release, { status: isRolledBack ? "rolled-back" : "failed", failure: (error as Error).message, hasRunReleaseCommand, timings });
+    throw error;
+  }
+  await pruneImages(docker, store, env, options.keepReleases ?? 5);
+  return store.releaseById(release.id)!;
+}
+
+/** Rolls out an earlier release's images again, without rebuilding. */
+export async function rollback(plan: PlatformPlan, request: { app: string; env: string; to?: number; actor: string }, deps: DeployDeps, options: DeployOptions = {}): Promise<Release> {
+  const releases = deps.store.releases(request.app, request.env);
+  const active = releases.find((r) => r.status === "active");
+  const target = request.to !== undefined
+    ? releases.find((r) => r.number === request.to)
+    : releases.find((r) => r.number < (active?.number ?? Infinity) && (r.status === "superseded" || r.status === "active"));
+  if (!target) {
+    throw new BerthError("NOT_FOUND", `no release ${request.to === undefined ? "before the active one" : `r${request.to}`} of ${request.app}/${request.env} to roll back to`, `See: berth releases ${request.app} --env ${request.env}`);
+  }
+  const migrated = releases.filter((r) => r.number > target.number && r.hasRunReleaseCommand && r.status !== "failed");
+  if (migrated.length > 0) {
+    deps.progress(`warning: releases ${migrated.map((r) => `r${r.number}`).join(", ")} ran a release command after r${target.number}: the database was migrated and stays so`);
+  }
+  return deploy(plan, { app: request.app, env: request.env, images: target.images, actor: request.actor, reason: `rollback to r${target.number}` }, deps, options);
+}
+
+/** Removes images of this environment's releases older than the last `keep`, unless still in use. */
+async function pruneImages(docker: Docker, store: Store, env: EnvironmentPlan, keep: number): Promise<void> {
+  const releases = store.releases(env.app, env.env);
+  const kept = new Set(releases.slice(0, keep).flatMap((r) => Object.values(r.images)));
+  for (const old of releases.slice(keep)) {
+    for (const ref of Object.values(old.images)) {
+      if (kept.has(ref) || !ref.startsWith("berth/")) continue;
+      await docker.getImage(ref).remove().catch(() => undefined);
+    }
+  }
+}
