@@ -123,8 +123,29 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export type HealthOutcome = { ok: true } | { ok: false; reason: string };
 
-/** Polls until the container is healthy (or running, when it has no health check). */
-export async function waitHealthy(docker: Docker, container: string, timeoutMs: number): Promise<HealthOutcome> {
+/** Where berth itself can check a container's health over HTTP (the host reaches bridge addresses). */
+export interface HttpProbe {
+  network: string;
+  port: number;
+  path: string;
+}
+
+async function answersHttp(ip: string, probe: HttpProbe): Promise<boolean> {
+  try {
+    const response = await fetch(`http://${ip}:${probe.port}${probe.path}`, { signal: AbortSignal.timeout(1000), redirect: "manual" });
+    await response.body?.cancel();
+    return response.status < 400;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Polls until the container is healthy (or running, when it has no health check). With a
+ * probe, berth asks the app over HTTP itself every 50 ms instead of waiting for the engine's
+ * first check (which runs only after a whole interval): the switch is not held up by it.
+ */
+export async function waitHealthy(docker: Docker, container: string, timeoutMs: number, probe?: HttpProbe): Promise<HealthOutcome> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const info = await inspectContainer(docker, container);
@@ -141,7 +162,9 @@ export async function waitHealthy(docker: Docker, container: string, timeoutMs: 
       const last = state.Health?.Log?.at(-1)?.Output?.trim();
       return { ok: false, reason: `the health check failed${last ? `: ${last}` : ""}` };
     }
+    const ip = probe ? info.NetworkSettings.Networks[probe.network]?.IPAddress : undefined;
+    if (probe && ip && (await answersHttp(ip, probe))) return { ok: true };
     if (Date.now() > deadline) return { ok: false, reason: `not healthy after ${Math.round(timeoutMs / 1000)} s (status ${health})` };
-    await sleep(100);
+    await sleep(50);
   }
 }

@@ -3,7 +3,7 @@
 // (validated swap, graceful reload) → only then remove what the plan no longer has.
 import type Dockerode from "dockerode";
 import { BerthError } from "../errors.js";
-import { engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker } from "../host/docker.js";
+import { engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker, type HttpProbe } from "../host/docker.js";
 import { LABEL } from "../plan/names.js";
 import type { ComponentPlan, ContainerPlan, EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
@@ -127,16 +127,18 @@ async function ensureCertificates(plan: PlatformPlan, stateDir: string): Promise
   }
 }
 
-async function startAndWait(docker: Docker, options: Dockerode.ContainerCreateOptions, timeoutMs: number): Promise<string | undefined> {
+async function startAndWait(docker: Docker, options: Dockerode.ContainerCreateOptions, plan: ContainerPlan, timeoutMs: number): Promise<string | undefined> {
   const name = options.name!;
   await createContainer(docker, options);
   await engine(`starting ${name}`, () => docker.getContainer(name).start());
-  const health = await waitHealthy(docker, name, timeoutMs);
+  const health = await waitHealthy(docker, name, timeoutMs, probeOf(plan));
   if (health.ok) return undefined;
   const logs = await logTail(docker, name, 15);
   await removeContainer(docker, name);
   return `${health.reason}${logs ? `\n  last log lines:\n${logs.replace(/^/gm, "    ")}` : ""}`;
 }
+
+const probeOf = (plan: ContainerPlan): HttpProbe => ({ network: plan.network, port: plan.port, path: plan.health.path });
 
 /** Creates a container, retrying once on the engine's transient "could not find bridge" error. */
 async function createContainer(docker: Docker, options: Dockerode.ContainerCreateOptions): Promise<void> {
@@ -238,7 +240,7 @@ async function convergeContainer(
   if (current && current.Config.Labels[LABEL.configHash] === wanted) {
     if (current.State.Running) return { plan, serving: plan.name, changes: [] };
     await engine(`starting ${plan.name}`, () => docker.getContainer(plan.name).start());
-    const health = await waitHealthy(docker, plan.name, timeoutMs);
+    const health = await waitHealthy(docker, plan.name, timeoutMs, probeOf(plan));
     return health.ok
       ? { plan, serving: plan.name, changes: [{ kind: "started", target: plan.name }] }
       : { plan, changes: [{ kind: "started", target: plan.name }], failure: health.reason };
@@ -246,13 +248,13 @@ async function convergeContainer(
 
   if (!current) {
     progress(`starting ${plan.name}`);
-    const failure = await startAndWait(docker, options, timeoutMs);
+    const failure = await startAndWait(docker, options, plan, timeoutMs);
     return failure ? { plan, changes: [], failure } : { plan, serving: plan.name, changes: [{ kind: "created", target: plan.name }] };
   }
 
   // Changed: start the new one beside the old; the old keeps serving until the proxy moves.
   progress(`replacing ${plan.name}`);
-  const failure = await startAndWait(docker, { ...options, name: nextName }, timeoutMs);
+  const failure = await startAndWait(docker, { ...options, name: nextName }, plan, timeoutMs);
   if (failure) return { plan, serving: current.State.Running ? plan.name : undefined, changes: [], failure };
   return { plan, serving: nextName, retire: plan.name, changes: [{ kind: "replaced", target: plan.name }] };
 }

@@ -66,7 +66,8 @@ async function runningContainers(docker: Docker, platform: string): Promise<Map<
     const networks: Record<string, string> = {};
     for (const [name, endpoint] of Object.entries(container.NetworkSettings.Networks)) networks[name] = endpoint.IPAddress;
     // Status reads "Up 3 minutes (healthy)", "(health: starting)", "(unhealthy)" or has no health part.
-    const isHealthy = !/\((unhealthy|health: starting)\)/.test(container.Status);
+    // "starting" counts as healthy: berth routes to a new container only after its own probe passed.
+    const isHealthy = !/\(unhealthy\)/.test(container.Status);
     running.set(container.Names[0]!.replace(/^\//, ""), { networks, isHealthy });
   }
   return running;
@@ -74,7 +75,7 @@ async function runningContainers(docker: Docker, platform: string): Promise<Map<
 
 /**
  * Addresses of the containers serving each route. Healthy ones only, while any is healthy:
- * a starting or failing replica gets no traffic; if none is healthy, all running ones do
+ * a failing replica gets no traffic; if none is healthy, all running ones do
  * (better a struggling upstream than a certain 502).
  */
 async function observeUpstreams(docker: Docker, plan: PlatformPlan, serving: Map<string, string>): Promise<ProxyObserved["upstreams"]> {
