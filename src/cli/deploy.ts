@@ -69,16 +69,18 @@ export function registerDeployCommands(cli: Command): void {
       .argument("<app>", "app name")
       .option("--env <env>", "environment, e.g. staging")
       .option("--image <component=image...>", "image to roll out for a component (repeatable); others keep theirs")
+      .option("--ref <ref>", "git branch, tag or commit to build from (apps with source.git)")
       .option("--reason <text>", "why, recorded with the release", "deploy")
       .option("--drain <seconds>", "how long replaced containers keep running after the switch", "2")
       .option("--health-window <seconds>", "how long the new release must stay healthy before the old one goes", "3")
       .option("--json", "print the release as JSON"),
-  ).action(async (app: string, options: SpecOptions & { image?: string[]; reason: string; drain: string; healthWindow: string }) => {
+  ).action(async (app: string, options: SpecOptions & { image?: string[]; ref?: string; reason: string; drain: string; healthWindow: string }) => {
+    if (options.ref !== undefined && options.image !== undefined) throw new BerthError("BAD_ARGUMENT", "use either --ref or --image, not both");
     const env = requireEnv(options, "deploy");
     const { plan, deps } = await openPlatform(options);
     const release = await deploy(
       plan,
-      { app, env, images: parseImages(options.image ?? []), actor: actor(), reason: options.reason },
+      { app, env, images: parseImages(options.image ?? []), ...(options.ref === undefined ? {} : { ref: options.ref }), actor: actor(), reason: options.reason },
       deps,
       { drainMs: Number(options.drain) * 1000, healthWindowMs: Number(options.healthWindow) * 1000 },
     );

@@ -8,6 +8,8 @@ import type { EnvironmentPlan, ImageSource, PlatformPlan } from "../plan/types.j
 import { convergeComponent, removeContainer, retireReplaced, type ContainerOutcome } from "../runtime/apply.js";
 import type { Progress } from "../runtime/images.js";
 import { ensureImage } from "../runtime/images.js";
+import { fetchSource } from "./source.js";
+import { ensureNetworks } from "../runtime/networks.js";
 import type { DatabaseRuntime } from "../runtime/postgres.js";
 import { ensureProxy, servingNow } from "../runtime/proxy.js";
 import type { Release, Store } from "../state/store.js";
@@ -27,9 +29,10 @@ export interface DeployRequest {
   env: string;
   /** Image per component to roll out; components not named keep their current image. */
   images?: Record<string, string>;
+  /** Git ref to build from (a git source only). */
+  ref?: string;
   actor: string;
   reason: string;
-  sourceCommit?: string;
 }
 
 export interface DeployOptions {
@@ -115,25 +118,48 @@ export async function recoverDeploys(plan: PlatformPlan, deps: DeployDeps): Prom
   return recovered;
 }
 
-async function resolveImages(plan: PlatformPlan, env: EnvironmentPlan, request: DeployRequest, deps: DeployDeps): Promise<Record<string, string>> {
+/**
+ * The images of the new release: `--image` ones as given (other components keep their
+ * active image); otherwise every component from the spec, building from its source —
+ * a git source at `--ref` (or the spec's ref), a local directory as it is now.
+ */
+async function resolveImages(env: EnvironmentPlan, request: DeployRequest, deps: DeployDeps): Promise<{ images: Record<string, string>; commit?: string }> {
   const names = env.components.map((c) => c.name);
   for (const component of Object.keys(request.images ?? {})) {
     if (!names.includes(component)) {
       throw new BerthError("BAD_ARGUMENT", `--image ${component}=…: ${env.app} has no component "${component}"`, `Its components: ${names.join(", ")}.`);
     }
   }
+  const isExplicit = request.images !== undefined && Object.keys(request.images).length > 0;
   const active = deps.store.activeRelease(env.app, env.env);
   const images: Record<string, string> = {};
+  let commit: string | undefined;
   for (const component of env.components) {
-    const ref = request.images?.[component.name] ?? active?.images[component.name];
+    const ref = isExplicit ? (request.images?.[component.name] ?? active?.images[component.name]) : undefined;
     if (ref) {
       if (!(await imageExists(deps.docker, ref))) {
         throw new BerthError("IMAGE_MISSING", `image ${ref} for ${env.app}/${component.name} is not on this host`, "Build or load it first; nothing was changed.");
       }
       images[component.name] = ref;
-    } else images[component.name] = (await ensureImage(deps.docker, component.image, deps.progress)).ref;
+      continue;
+    }
+    const source = component.image;
+    if (source.kind === "build" && source.source.kind === "git") {
+      const checkout = await fetchSource(deps.stateDir, env.app, source.source.url, request.ref ?? source.source.ref);
+      commit = checkout.commit;
+      deps.progress(`${env.app}: ${source.source.url} at ${request.ref ?? source.source.ref} is ${checkout.commit.slice(0, 12)}`);
+      const built = await ensureImage(deps.docker, { ...source, source: { kind: "dir", dir: checkout.dir } }, deps.progress);
+      const [repo] = built.ref.split(":");
+      await engine(`tagging ${built.ref}`, () => deps.docker.getImage(built.ref).tag({ repo: repo!, tag: checkout.commit.slice(0, 12) }));
+      images[component.name] = `${repo}:${checkout.commit.slice(0, 12)}`;
+    } else {
+      if (request.ref !== undefined && source.kind === "build") {
+        throw new BerthError("BAD_ARGUMENT", `--ref ${request.ref}: ${env.app}'s source is a local directory, not a git repository`, "Set source: { git, ref } in its app file, or deploy without --ref.");
+      }
+      images[component.name] = (await ensureImage(deps.docker, source, deps.progress)).ref;
+    }
   }
-  return images;
+  return { images, ...(commit ? { commit } : {}) };
 }
 
 async function imageIds(docker: Docker, images: Record<string, string>): Promise<Record<string, string>> {
@@ -158,13 +184,13 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
   const { docker, store, progress } = deps;
   await recoverDeploys(plan, deps);
   const env = environmentOf(plan, request.app, request.env);
-  const images = await resolveImages(plan, env, request, deps);
+  const { images, commit } = await resolveImages(env, request, deps);
   const release = store.beginRelease({
     app: env.app,
     env: env.env,
     images,
     imageIds: await imageIds(docker, images),
-    sourceCommit: request.sourceCommit ?? null,
+    sourceCommit: commit ?? null,
     actor: request.actor,
     reason: request.reason,
   });
@@ -179,6 +205,8 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
   let hasRunReleaseCommand = false;
   try {
     mark("prepare");
+    // A first deploy may come before any apply: the environment's network must exist.
+    await ensureNetworks(docker, plan);
     const target = withReleases(plan, [{ app: env.app, env: env.env, images }]);
     const targetEnv = environmentOf(target, env.app, env.env);
     const database = targetEnv.database ? await deps.databases.converge(target, progress) : { urls: {} as Record<string, string> };

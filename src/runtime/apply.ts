@@ -6,12 +6,10 @@ import { BerthError } from "../errors.js";
 import { engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker, type HttpProbe } from "../host/docker.js";
 import { LABEL } from "../plan/names.js";
 import type { ComponentPlan, ContainerPlan, EnvironmentPlan, PlatformPlan } from "../plan/types.js";
-import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
 import { configHashOf, tenantCreateOptions, type TenantRuntime } from "./containers.js";
 import { ensureImage, type Progress } from "./images.js";
 import { ensureNetworks, removeNetworks } from "./networks.js";
 import { checkProxyPorts, ensureProxy } from "./proxy.js";
-import { proxyDir } from "../proxy/apply.js";
 import type { DatabaseRuntime } from "./postgres.js";
 
 export interface Change {
@@ -62,7 +60,7 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   for (const env of plan.environments) {
     for (const component of env.components) {
       const key = JSON.stringify(component.image);
-      if (images.has(key)) continue;
+      if (images.has(key) || isAwaitingDeploy(component)) continue;
       const image = await ensureImage(docker, component.image, progress);
       if (image.built) changes.push({ kind: "built", target: image.ref });
       images.set(key, image.ref);
@@ -79,7 +77,7 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   const timeoutMs = options.healthTimeoutMs ?? 60_000;
   const perComponent = await Promise.all(
     plan.environments.flatMap((env) =>
-      env.components.map((component) =>
+      env.components.filter((component) => !isAwaitingDeploy(component, progress, env.app)).map((component) =>
         convergeComponent(docker, component, {
           image: images.get(JSON.stringify(component.image))!,
           injectedEnv: component.hasDatabase ? { DATABASE_URL: database.urls[`${env.app}/${env.env}`]! } : {},
@@ -91,7 +89,6 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   for (const outcome of outcomes) changes.push(...outcome.changes);
 
   const serving = new Map(outcomes.filter((o) => o.serving).map((o) => [o.plan.name, o.serving!]));
-  await ensureCertificates(plan, deps.stateDir);
   changes.push(...(await ensureProxy(docker, plan, deps.stateDir, serving, progress)));
 
   await retireReplaced(docker, outcomes, options.drainMs ?? DEFAULT_DRAIN_MS);
@@ -111,6 +108,16 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   return changes;
 }
 
+/**
+ * A component built from a git repository runs only once `berth deploy` made a release of
+ * it (apply then keeps that release's image); until then apply leaves it alone.
+ */
+function isAwaitingDeploy(component: ComponentPlan, progress?: Progress, app?: string): boolean {
+  const isWaiting = component.image.kind === "build" && component.image.source.kind === "git";
+  if (isWaiting && progress) progress(`${app}/${component.name}: built from git and not deployed yet; run berth deploy ${app} --env ${component.containers[0]?.env ?? "ENV"}`);
+  return isWaiting;
+}
+
 async function imageUser(docker: Docker, ref: string): Promise<string> {
   const info = await engine(`inspecting image ${ref}`, () => docker.getImage(ref).inspect());
   return info.Config.User ?? "";
@@ -120,12 +127,6 @@ export function isRoot(user: string): boolean {
   return user === "" || user === "root" || user === "0" || user.startsWith("0:") || user.startsWith("root:");
 }
 
-async function ensureCertificates(plan: PlatformPlan, stateDir: string): Promise<void> {
-  const certs = proxyDir(stateDir).certs;
-  for (const env of plan.environments) {
-    if (env.tls.mode === "self-signed") await ensureSelfSigned(certificateFiles(certs, `${env.app}-${env.env}`), env.domains);
-  }
-}
 
 async function startAndWait(docker: Docker, options: Dockerode.ContainerCreateOptions, plan: ContainerPlan, timeoutMs: number): Promise<string | undefined> {
   const name = options.name!;

@@ -9,7 +9,7 @@ import { demuxLogs, engine, inspectContainer, logTail, waitHealthy, type Docker 
 import type { PlatformPlan } from "../plan/types.js";
 import { PROXY_MOUNT, proxyDir, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../proxy/apply.js";
 import { renderProxyConfig, type ProxyObserved } from "../proxy/render.js";
-import { certificateFiles } from "../tls/selfsigned.js";
+import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
 import type { Change } from "./apply.js";
 import { configHashOf, TENANT_LOG_CONFIG, withConfigHash } from "./containers.js";
 import type { Progress } from "./images.js";
@@ -166,9 +166,17 @@ export async function checkProxyPorts(docker: Docker, plan: PlatformPlan): Promi
   }
 }
 
+async function ensureCertificates(plan: PlatformPlan, stateDir: string): Promise<void> {
+  const certs = proxyDir(stateDir).certs;
+  for (const env of plan.environments) {
+    if (env.tls.mode === "self-signed") await ensureSelfSigned(certificateFiles(certs, `${env.app}-${env.env}`), env.domains);
+  }
+}
+
 export async function ensureProxy(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, progress: Progress): Promise<Change[]> {
   const dir = proxyDir(stateDir);
   await Promise.all([mkdir(dir.certs, { recursive: true }), mkdir(dir.pages, { recursive: true }), mkdir(join(stateDir, "acme"), { recursive: true })]);
+  await ensureCertificates(plan, stateDir);
   const observed: ProxyObserved = {
     upstreams: await observeUpstreams(docker, plan, serving),
     certificates: await observeCertificates(plan, stateDir),
