@@ -60,6 +60,9 @@ for stage in "${all[@]}"; do
       ;;
     unit)
       run_stage unit npm run -s test:unit
+      run_stage "unit (example apps)" bash -c 'for app in examples/reference-platform/src/*/backend; do
+          (cd "$app" && npm ci --offline --no-audit --no-fund --ignore-scripts --loglevel=error && node --test test/) || exit 1
+        done'
       ;;
     integration)
       cleaned_up=1
