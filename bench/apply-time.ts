@@ -18,7 +18,7 @@ import { applyPlatform } from "../src/runtime/apply.js";
 import { containerPostgres } from "../src/runtime/postgres.js";
 import { loadSpec } from "../src/spec/index.js";
 import type { Docker } from "../src/host/docker.js";
-import { EXAMPLE_ROOT, REPO_ROOT, docker as connect, median, ms, mustRun, printTable } from "./lib.js";
+import { EXAMPLE_ROOT, REPO_ROOT, docker as connect, hostLoad, median, ms, mustRun, printTable } from "./lib.js";
 
 const PLATFORM_NAME = "bench";
 const HTTP_PORT = 28280;
@@ -132,6 +132,7 @@ async function main(): Promise<void> {
   const apply = [...CLI, "apply", spec, "--state-dir", stateDir];
   try {
     await mustRun("npm", ["run", "build"], { timeoutMs: COMMAND_TIMEOUT_MS });
+    console.log(`host: ${hostLoad()}`);
     await purge(client, down);
     // Builds the bench-* images on the first run ever; later runs reuse them (tags are content hashes).
     // A failed apply is finished by the next one, as berth's own message says; bounded to 3 tries.
@@ -228,6 +229,7 @@ async function main(): Promise<void> {
       ["call", "count", "ms"],
       perApply.sort((a, b) => b.ms - a.ms).slice(0, 10).map((entry) => [entry.key, entry.count.toFixed(0), ms(entry.ms)]),
     );
+    console.log(`host after: ${hostLoad()}`);
   } finally {
     const cleanup = await attempt(down);
     await removeProxyLogsVolume(client);

@@ -2,7 +2,9 @@
 // spec texts, bounded waiting, wrk output parsing and table printing. Benchmarks print figures;
 // they never assert on timings.
 import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { request } from "node:http";
+import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { connectDocker, type Docker } from "../src/host/docker.js";
@@ -162,6 +164,12 @@ export function printTable(headers: string[], rows: string[][]): void {
   console.log(line(headers));
   console.log(widths.map((width) => "-".repeat(width)).join("  "));
   for (const row of rows) console.log(line(row));
+}
+
+/** CPUs and load averages: figures from a busy host are only comparable within one run. */
+export function hostLoad(): string {
+  const [one, five, fifteen] = readFileSync("/proc/loadavg", "utf8").split(" ");
+  return `${cpus().length} CPUs, load average ${one} ${five} ${fifteen}`;
 }
 
 export const ms = (value: number) => (value >= 100 ? value.toFixed(0) : value.toFixed(1));

@@ -17,6 +17,7 @@ import {
   cleanupBench,
   containerIp,
   docker as connect,
+  hostLoad,
   httpStatus,
   labelPlan,
   labelledVolume,
@@ -155,6 +156,7 @@ async function measure(client: Docker, size: number, backend: string): Promise<{
 
 async function main(): Promise<void> {
   const client = connect();
+  console.log(`host: ${hostLoad()}`);
   await cleanupBench(client);
   try {
     await client.createNetwork({ Name: NETWORK, Driver: "bridge", Labels: BENCH_LABELS });
@@ -196,6 +198,7 @@ async function main(): Promise<void> {
     console.log("");
     console.log("write+swap: stageProxyConfig minus nginx -t (compare with the live generation, write files, symlink swap, prune).");
     console.log("reload->served: from `nginx -s reload` (an exec in the container) to the first 200 on the new route.");
+    console.log(`host after: ${hostLoad()}`);
   } finally {
     await cleanupBench(client);
   }
