@@ -40,10 +40,14 @@ async function listContext(dir: string, dockerfile: string): Promise<string[]> {
 export async function contextHash(dir: string, dockerfile: string): Promise<string> {
   const hash = createHash("sha256");
   hash.update(`dockerfile:${dockerfile}\n`);
-  for (const file of await listContext(dir, dockerfile)) {
+  const files = await listContext(dir, dockerfile);
+  const contents = await Promise.all(files.map(async (file) => {
     const path = join(dir, file);
     const [content, info] = await Promise.all([readFile(path), stat(path)]);
-    hash.update(`${file}\0${info.mode & 0o777}\0${content.length}\0`);
+    return { file, content, mode: info.mode & 0o777 };
+  }));
+  for (const { file, content, mode } of contents) {
+    hash.update(`${file}\0${mode}\0${content.length}\0`);
     hash.update(content);
   }
   return hash.digest("hex").slice(0, 12);

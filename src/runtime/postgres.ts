@@ -135,9 +135,10 @@ async function ensureServer(docker: Docker, plan: PlatformPlan, password: string
 }
 
 /** Writes pg_hba.conf inside the server when it differs; the caller reloads. */
-async function installHba(docker: Docker, container: string, hba: string): Promise<boolean> {
-  const current = await execIn(docker, container, ["cat", HBA_FILE]);
-  if (current.exitCode === 0 && current.output === hba) return false;
+async function installHba(docker: Docker, container: string, url: string, hba: string): Promise<boolean> {
+  // Read over the admin connection: cheaper than an exec on every (no-op) apply.
+  const current = await withAdmin(url, async (client) => (await client.query<{ hba: string }>("select pg_read_file(current_setting('hba_file')) as hba")).rows[0]?.hba);
+  if (current === hba) return false;
   // argv, not a shell string: the content is passed as a positional parameter.
   const written = await execIn(docker, container, ["sh", "-c", 'printf "%s" "$1" > "$2.new" && mv "$2.new" "$2"', "sh", hba, HBA_FILE]);
   if (written.exitCode !== 0) throw new BerthError("DATABASE_FAILED", `writing pg_hba.conf failed: ${written.output.trim()}`);
@@ -170,7 +171,7 @@ export function containerPostgres(docker: Docker, stateDir: string): DatabaseRun
       }
       const server = await admin(plan, progress);
       const changes = [...server.changes];
-      const hbaChanged = server.container ? await installHba(docker, server.container, renderHba({ admin: ADMIN_ROLE, plans: databases })) : false;
+      const hbaChanged = server.container ? await installHba(docker, server.container, server.url, renderHba({ admin: ADMIN_ROLE, plans: databases })) : false;
       const dbChanges = await convergeDatabases(server.url, databases, passwords);
       if (hbaChanged) await withAdmin(server.url, reloadConfig);
       changes.push(...dbChanges.map((change) => ({ kind: "updated" as const, target: `database ${change.target}`, detail: change.statement })));
