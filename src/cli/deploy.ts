@@ -1,14 +1,12 @@
 // Release commands: deploy, rollback, releases, status.
 import type { Command } from "commander";
 import { userInfo } from "node:os";
-import { deploy, environmentOf, recoverDeploys, rollback, withReleases, type DeployDeps } from "../deploy/deploy.js";
+import type { DeployDeps } from "../deploy/deploy.js";
 import { BerthError } from "../errors.js";
-import { connectDocker, inspectContainer } from "../host/docker.js";
 import { planPlatform } from "../plan/plan.js";
 import type { PlatformPlan } from "../plan/types.js";
-import { containerPostgres } from "../runtime/postgres.js";
 import { loadSpec } from "../spec/index.js";
-import { Store, type Release } from "../state/store.js";
+import type { Release } from "../state/store.js";
 
 interface SpecOptions {
   spec?: string;
@@ -28,6 +26,7 @@ export async function openPlatform(options: SpecOptions): Promise<{ plan: Platfo
   const { root, spec } = await loadSpec(options.spec ?? process.env.BERTH_SPEC ?? ".");
   const plan = planPlatform(spec, { root });
   const stateDir = options.stateDir ?? process.env.BERTH_STATE_DIR ?? `/var/lib/berth/${plan.platform}`;
+  const { connectDocker, Store, containerPostgres } = await import("./heavy.js");
   const docker = connectDocker();
   const deps: DeployDeps = { docker, stateDir, store: new Store(stateDir), databases: containerPostgres(docker, stateDir), progress };
   return { plan, stateDir, deps };
@@ -78,6 +77,7 @@ export function registerDeployCommands(cli: Command): void {
     if (options.ref !== undefined && options.image !== undefined) throw new BerthError("BAD_ARGUMENT", "use either --ref or --image, not both");
     const env = requireEnv(options, "deploy");
     const { plan, deps } = await openPlatform(options);
+    const { deploy } = await import("./heavy.js");
     const release = await deploy(
       plan,
       { app, env, images: parseImages(options.image ?? []), ...(options.ref === undefined ? {} : { ref: options.ref }), actor: actor(), reason: options.reason },
@@ -100,6 +100,7 @@ export function registerDeployCommands(cli: Command): void {
     const to = options.to === undefined ? undefined : Number(options.to.replace(/^r/, ""));
     if (to !== undefined && !Number.isInteger(to)) throw new BerthError("BAD_ARGUMENT", `--to ${options.to}: expected a release number like r3`);
     const { plan, deps } = await openPlatform(options);
+    const { rollback } = await import("./heavy.js");
     const release = await rollback(plan, { app, env, ...(to === undefined ? {} : { to }), actor: actor() }, deps);
     process.stdout.write(options.json ? JSON.stringify(release, null, 2) + "\n" : `${app}/${env}: r${release.number} (${release.reason}) is serving\n`);
   });
@@ -114,6 +115,7 @@ export function registerDeployCommands(cli: Command): void {
   ).action(async (app: string, options: SpecOptions) => {
     const env = requireEnv(options, "releases");
     const { plan, deps } = await openPlatform(options);
+    const { environmentOf } = await import("./heavy.js");
     environmentOf(plan, app, env);
     const releases = deps.store.releases(app, env);
     if (options.json) process.stdout.write(JSON.stringify(releases, null, 2) + "\n");
@@ -124,6 +126,7 @@ export function registerDeployCommands(cli: Command): void {
     cli.command("status").description("What serves each environment: release, containers, health").option("--json", "print as JSON"),
   ).action(async (options: SpecOptions) => {
     const { plan, deps } = await openPlatform(options);
+    const { recoverDeploys, withReleases, inspectContainer } = await import("./heavy.js");
     await recoverDeploys(plan, deps);
     const rows = [];
     for (const env of withReleases(plan, deps.store.activeReleases()).environments) {

@@ -1,14 +1,8 @@
 // Commands that act on a running platform: apply and down.
 import type { Command } from "commander";
 import { BerthError } from "../errors.js";
-import { connectDocker } from "../host/docker.js";
 import { planPlatform } from "../plan/plan.js";
-import { applyPlatform, type Change } from "../runtime/apply.js";
-import { downPlatform } from "../runtime/down.js";
-import { watchPlatform } from "../runtime/watch.js";
-import { recoverDeploys, withReleases } from "../deploy/deploy.js";
-import { Store } from "../state/store.js";
-import { containerPostgres } from "../runtime/postgres.js";
+import type { Change } from "../runtime/apply.js";
 import { loadSpec } from "../spec/index.js";
 
 interface StateOptions {
@@ -46,6 +40,7 @@ export function registerPlatformCommands(cli: Command): void {
     .action(async (path: string, options: StateOptions & { purge?: boolean; json?: boolean; watch?: boolean }) => {
       const { root, spec } = await loadSpec(path);
       const planned = planPlatform(spec, { root });
+      const { connectDocker, containerPostgres, Store, recoverDeploys, withReleases, applyPlatform, watchPlatform } = await import("./heavy.js");
       const stateDir = stateDirFor(planned.platform, options);
       const docker = connectDocker();
       const started = Date.now();
@@ -85,6 +80,7 @@ export function registerPlatformCommands(cli: Command): void {
       if (options.purge && !options.yes) {
         throw new BerthError("BAD_ARGUMENT", `--purge deletes every database of platform ${plan.platform}`, `Run again with --yes to confirm: berth down ${path} --purge --yes`);
       }
+      const { connectDocker, downPlatform } = await import("./heavy.js");
       const changes = await downPlatform(connectDocker(), plan, stateDirFor(plan.platform, options), { purge: options.purge ?? false });
       printChanges(changes, options.json);
     });

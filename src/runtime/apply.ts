@@ -229,6 +229,11 @@ async function convergeContainer(
   const wanted = configHashOf(options);
   const nextName = plan.name + NEXT_SUFFIX;
   let current = await inspectContainer(docker, plan.name);
+  const owner = current?.Config.Labels[LABEL.platform];
+  if (current && owner !== plan.labels[LABEL.platform]) {
+    // Names do not carry the platform: never take over another platform's (or anyone's) container.
+    return { plan, changes: [], failure: `a container named ${plan.name} already exists and belongs to ${owner ? `platform ${owner}` : "something other than berth"}; rename the app or remove that container` };
+  }
   const next = await inspectContainer(docker, nextName);
   if (next) {
     // An earlier apply stopped between starting the new container and renaming it.

@@ -1,5 +1,6 @@
 // One bridge network per app environment (the unit of isolation), plus the platform's
 // control network on which only PostgreSQL sits, for berth's own admin connection.
+import { BerthError } from "../errors.js";
 import { engine, type Docker } from "../host/docker.js";
 import { names, platformLabels } from "../plan/names.js";
 import type { PlatformPlan } from "../plan/types.js";
@@ -21,6 +22,11 @@ export async function ensureNetworks(docker: Docker, plan: PlatformPlan): Promis
   const changes: Change[] = [];
   for (const network of wanted) {
     if (existing.has(network.name)) continue;
+    const foreign = await docker.getNetwork(network.name).inspect().then((info: { Labels?: Record<string, string> }) => info, () => undefined);
+    if (foreign) {
+      const owner = foreign.Labels?.["berth.platform"];
+      throw new BerthError("CONFLICT", `a network named ${network.name} already exists and belongs to ${owner ? `platform ${owner}` : "something other than berth"}; nothing was changed`, "Rename the app, or remove that network.");
+    }
     await engine(`creating network ${network.name}`, () =>
       docker.createNetwork({ Name: network.name, Driver: "bridge", CheckDuplicate: true, Labels: network.labels }),
     );

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { BerthError } from "../errors.js";
 import { demuxLogs, engine, inspectContainer, logTail, waitHealthy, type Docker } from "../host/docker.js";
 import type { PlatformPlan } from "../plan/types.js";
+import { platformLabels } from "../plan/names.js";
 import { PROXY_MOUNT, proxyDir, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../proxy/apply.js";
 import { renderProxyConfig, type ProxyObserved } from "../proxy/render.js";
 import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
@@ -29,7 +30,8 @@ export function proxyCreateOptions(plan: PlatformPlan, stateDir: string): Docker
     StopSignal: "SIGQUIT",
     Healthcheck: {
       Test: ["CMD-SHELL", "kill -0 $(cat /run/nginx.pid)"],
-      Interval: 5_000_000_000,
+      // A cheap check; a short interval lets the engine report the proxy healthy within a second.
+      Interval: 1_000_000_000,
       Timeout: 2_000_000_000,
       Retries: 3,
     },
@@ -197,6 +199,10 @@ export async function ensureProxy(docker: Docker, plan: PlatformPlan, stateDir: 
     return changes;
   }
 
+  // Created here, labelled, so that down --purge finds it (Docker would create it unlabelled).
+  await docker.getVolume(plan.proxy.volumes.logs).inspect().catch(() =>
+    engine(`creating volume ${plan.proxy.volumes.logs}`, () => docker.createVolume({ Name: plan.proxy.volumes.logs, Labels: platformLabels(plan.platform, "volume") })),
+  );
   await stageProxyConfig(dir, rendered, validateOneOff(docker, options));
   if (current) {
     progress(`replacing ${plan.proxy.container}`);
