@@ -26,9 +26,17 @@ export async function openPlatform(options: SpecOptions): Promise<{ plan: Platfo
   const { root, spec } = await loadSpec(options.spec ?? process.env.BERTH_SPEC ?? ".");
   const plan = planPlatform(spec, { root });
   const stateDir = options.stateDir ?? process.env.BERTH_STATE_DIR ?? `/var/lib/berth/${plan.platform}`;
-  const { connectDocker, Store, containerPostgres } = await import("./heavy.js");
+  const { connectDocker, Store, containerPostgres, SecretStore, secretsKeyPath } = await import("./heavy.js");
   const docker = connectDocker();
-  const deps: DeployDeps = { docker, stateDir, store: new Store(stateDir), databases: containerPostgres(docker, stateDir), progress };
+  const secrets = new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform) });
+  const deps: DeployDeps = {
+    docker,
+    stateDir,
+    store: new Store(stateDir),
+    databases: containerPostgres(docker, stateDir),
+    progress,
+    secrets: (app, env) => secrets.values(app, env),
+  };
   return { plan, stateDir, deps };
 }
 

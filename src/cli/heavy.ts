@@ -8,3 +8,5 @@ export { watchPlatform } from "../runtime/watch.js";
 export { containerPostgres } from "../runtime/postgres.js";
 export { deploy, environmentOf, recoverDeploys, rollback, withReleases } from "../deploy/deploy.js";
 export { Store } from "../state/store.js";
+export { SecretStore } from "../secrets/store.js";
+export { secretsKeyPath } from "../secrets/keys.js";

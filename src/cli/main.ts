@@ -8,7 +8,8 @@ import { loadSpec } from "../spec/index.js";
 import { jsonSchemas, specReference } from "../spec/jsonschema.js";
 import { planPlatform } from "../plan/plan.js";
 import { formatPlan } from "../plan/format.js";
-import { registerDeployCommands } from "./deploy.js";
+import { openPlatform, registerDeployCommands } from "./deploy.js";
+import { registerSecretsCommands } from "./secrets.js";
 import { registerPlatformCommands } from "./platform.js";
 
 function program(): Command {
@@ -75,6 +76,7 @@ Examples:
 
   registerPlatformCommands(cli);
   registerDeployCommands(cli);
+  registerSecretsCommands(cli, openPlatform);
   return cli;
 }
 

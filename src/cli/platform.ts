@@ -40,7 +40,7 @@ export function registerPlatformCommands(cli: Command): void {
     .action(async (path: string, options: StateOptions & { purge?: boolean; json?: boolean; watch?: boolean }) => {
       const { root, spec } = await loadSpec(path);
       const planned = planPlatform(spec, { root });
-      const { connectDocker, containerPostgres, Store, recoverDeploys, withReleases, applyPlatform, watchPlatform } = await import("./heavy.js");
+      const { connectDocker, containerPostgres, Store, recoverDeploys, withReleases, applyPlatform, watchPlatform, SecretStore, secretsKeyPath } = await import("./heavy.js");
       const stateDir = stateDirFor(planned.platform, options);
       const docker = connectDocker();
       const started = Date.now();
@@ -53,7 +53,9 @@ export function registerPlatformCommands(cli: Command): void {
       }
       // Deployed releases are part of the desired state: apply keeps their images.
       const plan = withReleases(planned, store.activeReleases());
-      const changes = await applyPlatform(plan, { docker, stateDir, progress, databases }, { purge: options.purge ?? false });
+      const secretStore = new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform) });
+      const secrets = (app: string, env: string) => secretStore.values(app, env);
+      const changes = await applyPlatform(plan, { docker, stateDir, progress, databases, secrets }, { purge: options.purge ?? false });
       printChanges(changes, options.json);
       progress(`applied in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       if (!options.watch) return;

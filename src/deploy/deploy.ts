@@ -5,7 +5,7 @@
 import { BerthError } from "../errors.js";
 import { engine, imageExists, inspectContainer, type Docker } from "../host/docker.js";
 import type { EnvironmentPlan, ImageSource, PlatformPlan } from "../plan/types.js";
-import { convergeComponent, removeContainer, retireReplaced, type ContainerOutcome } from "../runtime/apply.js";
+import { convergeComponent, injectedEnv, removeContainer, retireReplaced, type ContainerOutcome, type SecretsSource } from "../runtime/apply.js";
 import type { Progress } from "../runtime/images.js";
 import { ensureImage } from "../runtime/images.js";
 import { fetchSource } from "./source.js";
@@ -22,6 +22,8 @@ export interface DeployDeps {
   store: Store;
   databases: DatabaseRuntime;
   progress: Progress;
+  /** Decrypted secrets of an environment; throws when one cannot be decrypted. */
+  secrets?: SecretsSource;
 }
 
 export interface DeployRequest {
@@ -209,6 +211,8 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     await ensureNetworks(docker, plan);
     const target = withReleases(plan, [{ app: env.app, env: env.env, images }]);
     const targetEnv = environmentOf(target, env.app, env.env);
+    // A secret that cannot be decrypted fails the deploy here, before anything starts.
+    const secrets = deps.secrets?.(env.app, env.env) ?? {};
     const database = targetEnv.database ? await deps.databases.converge(target, progress) : { urls: {} as Record<string, string> };
     mark("start-new");
     hasRunReleaseCommand = targetEnv.components.some((c) => c.release);
@@ -216,7 +220,7 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
       targetEnv.components.map((component) =>
         convergeComponent(docker, component, {
           image: images[component.name]!,
-          injectedEnv: component.hasDatabase ? { DATABASE_URL: database.urls[`${env.app}/${env.env}`]! } : {},
+          injectedEnv: injectedEnv(component, secrets, database.urls[`${env.app}/${env.env}`]),
         }, options.healthTimeoutMs ?? 60_000, progress),
       ),
     );

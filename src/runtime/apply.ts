@@ -24,6 +24,15 @@ export interface ApplyDeps {
   progress: Progress;
   /** Brings up PostgreSQL and the environments' databases; returns how tenants reach them. */
   databases: DatabaseRuntime;
+  /** Decrypted secrets of an environment; throws when one cannot be decrypted. */
+  secrets?: SecretsSource;
+}
+
+export type SecretsSource = (app: string, env: string) => Record<string, string>;
+
+/** What berth injects into a component's containers: its secrets, and DATABASE_URL (which no secret may shadow). */
+export function injectedEnv(component: ComponentPlan, secrets: Record<string, string>, databaseUrl: string | undefined): Record<string, string> {
+  return { ...secrets, ...(component.hasDatabase && databaseUrl ? { DATABASE_URL: databaseUrl } : {}) };
 }
 
 export interface ApplyOptions {
@@ -74,13 +83,16 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   const database = await deps.databases.converge(plan, progress);
   changes.push(...database.changes);
 
+  // Read before anything starts: a secret that cannot be decrypted stops the apply, it is
+  // never shipped as an empty environment.
+  const secrets = new Map(plan.environments.map((env) => [`${env.app}/${env.env}`, deps.secrets?.(env.app, env.env) ?? {}]));
   const timeoutMs = options.healthTimeoutMs ?? 60_000;
   const perComponent = await Promise.all(
     plan.environments.flatMap((env) =>
       env.components.filter((component) => !isAwaitingDeploy(component, progress, env.app)).map((component) =>
         convergeComponent(docker, component, {
           image: images.get(JSON.stringify(component.image))!,
-          injectedEnv: component.hasDatabase ? { DATABASE_URL: database.urls[`${env.app}/${env.env}`]! } : {},
+          injectedEnv: injectedEnv(component, secrets.get(`${env.app}/${env.env}`)!, database.urls[`${env.app}/${env.env}`]),
         }, timeoutMs, progress),
       ),
     ),
