@@ -97,11 +97,15 @@ export async function testPlatform(docker: Docker, files: Record<string, string>
   };
 }
 
-/** HTTPS GET through the proxy with SNI and Host set to `host`; the certificate is self-signed. */
+/**
+ * HTTPS GET through the proxy with SNI and Host set to `host`; the certificate is self-signed.
+ * A new connection per request: an idle keep-alive connection that nginx closes at a reload
+ * races with a request sent on it, which clients retry and tests would count as a failure.
+ */
 export function httpsGet(host: string, path = "/", headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: "127.0.0.1", port: HTTPS_PORT, path, servername: host, headers: { host, ...headers }, rejectUnauthorized: false, timeout: 5000 },
+      { host: "127.0.0.1", port: HTTPS_PORT, path, servername: host, headers: { host, ...headers }, rejectUnauthorized: false, timeout: 5000, agent: false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));
