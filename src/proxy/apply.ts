@@ -133,11 +133,27 @@ async function pruneGenerations(dir: ProxyDir, live: number): Promise<void> {
   }
 }
 
+/** PIDs of nginx workers that serve the current configuration (not those shutting down). */
+async function activeWorkers(docker: Docker, container: string): Promise<Set<string>> {
+  const top = (await engine(`listing ${container}'s processes`, () => docker.getContainer(container).top())) as { Titles: string[]; Processes: string[][] };
+  const pid = top.Titles.indexOf("PID");
+  const command = top.Titles.findIndex((title) => title === "CMD" || title === "COMMAND");
+  return new Set(top.Processes.filter((row) => /worker process$/.test(row[command] ?? "")).map((row) => row[pid]!));
+}
+
 /**
  * Graceful reload: old workers finish their requests, new ones take the new config. nginx's
  * master is the container's main process, so SIGHUP reaches it directly (`nginx -s reload`
- * would parse the whole configuration once more just to find the pid).
+ * would parse the whole configuration once more just to find the pid). Returns once new
+ * workers run: until then the old configuration still routes, so a caller must not stop
+ * what it pointed at any sooner.
  */
-export async function reloadProxy(docker: Docker, container: string): Promise<void> {
+export async function reloadProxy(docker: Docker, container: string, timeoutMs = 30_000): Promise<void> {
+  const before = await activeWorkers(docker, container);
   await engine(`reloading ${container}`, () => docker.getContainer(container).kill({ signal: "SIGHUP" }));
+  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 20))) {
+    const now = await activeWorkers(docker, container);
+    if ([...now].some((pid) => !before.has(pid))) return;
+  }
+  throw new BerthError("PROXY_CONFIG_REJECTED", `nginx did not start workers with the new configuration within ${timeoutMs / 1000} s`, "Check `docker logs` of the proxy container.");
 }
