@@ -5,7 +5,7 @@
 import { BerthError } from "../errors.js";
 import { engine, imageExists, inspectContainer, type Docker } from "../host/docker.js";
 import type { EnvironmentPlan, ImageSource, PlatformPlan } from "../plan/types.js";
-import { convergeComponent, injectedEnv, removeContainer, retireReplaced, type ContainerOutcome, type SecretsSource } from "../runtime/apply.js";
+import { convergeComponent, injectedEnv, NEXT_SUFFIX, removeContainer, retireReplaced, type ContainerOutcome, type SecretsSource } from "../runtime/apply.js";
 import type { Progress } from "../runtime/images.js";
 import { ensureImage } from "../runtime/images.js";
 import { fetchSource } from "./source.js";
@@ -13,8 +13,6 @@ import { ensureNetworks } from "../runtime/networks.js";
 import type { DatabaseRuntime } from "../runtime/postgres.js";
 import { ensureProxy, servingNow } from "../runtime/proxy.js";
 import type { Release, Store } from "../state/store.js";
-
-export const NEXT_SUFFIX = "-next";
 
 export interface DeployDeps {
   docker: Docker;

@@ -44,7 +44,7 @@ export interface ApplyOptions {
   drainMs?: number;
 }
 
-const NEXT_SUFFIX = "-next";
+export const NEXT_SUFFIX = "-next";
 
 export const DEFAULT_DRAIN_MS = 2000;
 
