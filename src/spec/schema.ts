@@ -353,6 +353,28 @@ const buildSchema = z
   )
   .describe("Build the component's image from the app's source: a directory (`build: backend`) or a mapping. Not with image.");
 
+const SECRETS_AS_TEXT = "one of env, files";
+
+const secretsAs = z.enum(["env", "files"], { error: SECRETS_AS_TEXT });
+
+const SECRETS_MAPPING_TEXT = "a mapping with as (env or files)";
+
+const appSecretsSchema = z.strictObject(
+  {
+    as: secretsAs
+      .default("env")
+      .describe(
+        "env: each secret is an environment variable (visible in docker inspect). files: each secret is a read-only file /run/secrets/NAME, kept on a tmpfs of the host and not in the container's configuration.",
+      ),
+  },
+  { error: SECRETS_MAPPING_TEXT },
+);
+
+const componentSecretsSchema = z.strictObject(
+  { as: secretsAs.describe("env or files, for this component's containers (default: the app's secrets.as).") },
+  { error: SECRETS_MAPPING_TEXT },
+);
+
 const componentSchema = z
   .strictObject(
     {
@@ -378,6 +400,7 @@ const componentSchema = z
         .regex(/^[a-z0-9_][a-z0-9_-]*(:[a-z0-9_-]+)?$|^\d+(:\d+)?$/, "a user name or uid[:gid]")
         .optional()
         .describe("User the container runs as (default: the image's)."),
+      secrets: componentSecretsSchema.optional().describe("How this component's containers get the environment's secrets (default: the app's secrets)."),
     },
     { error: "a mapping describing the component" },
   )
@@ -497,6 +520,9 @@ export const appSchema = z
         .prefault({})
         .describe("Security headers added to every response of the app."),
       maintenance: z.boolean({ error: "true or false" }).default(false).describe("Serve the maintenance page in every environment."),
+      secrets: appSecretsSchema
+        .prefault({})
+        .describe("How containers get their environment's secrets (berth secrets set): as environment variables, or as files in /run/secrets."),
       database: z
         .strictObject(
           {

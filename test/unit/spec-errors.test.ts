@@ -203,7 +203,7 @@ const cases: Case[] = [
     },
     expected: [
       `apps/a.yaml:5:5 components.web.prot: unknown field; did you mean "port"?`,
-      `apps/a.yaml:7:5 components.web.healthcheck: unknown field; known fields are build, image, port, health, resources, replicas, env, release, database, capabilities, user`,
+      `apps/a.yaml:7:5 components.web.healthcheck: unknown field; known fields are build, image, port, health, resources, replicas, env, release, database, capabilities, user, secrets`,
       `apps/a.yaml:10:1 enviroments: unknown field; did you mean "environments"?`,
       `platform.yaml:3:3 proxy.rateLimit: unknown field; did you mean "rateLimits"?`,
     ],

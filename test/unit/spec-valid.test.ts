@@ -193,6 +193,7 @@ environments:
         },
         headers: { ...DEFAULT_HEADERS, hsts: true },
         maintenance: false,
+        secrets: { as: "env" },
         database: DEFAULT_DATABASE,
       },
     },
@@ -206,13 +207,14 @@ name: blog
 source: { git: "https://git.example.org/blog.git" }
 components:
   web: { build: ., port: 80 }
-  cache: { image: "redis:7", port: 6379, health: { retries: 10 } }
+  cache: { image: "redis:7", port: 6379, health: { retries: 10 }, secrets: { as: env } }
 routes:
   - { path: /, to: web }
 headers:
   frameOptions: DENY
   hsts: { maxAge: 1h, includeSubdomains: true }
 maintenance: true
+secrets: { as: files }
 database: { connectionLimit: 5, statementTimeout: 1m30s, idleInTransactionTimeout: 90 }
 environments:
   production: { domains: [blog.example.org] }
@@ -223,12 +225,13 @@ environments:
     source: { git: "https://git.example.org/blog.git", ref: "main" },
     components: {
       web: { build: { context: ".", dockerfile: "Dockerfile" }, port: 80, replicas: 1, env: {}, database: false, capabilities: [] },
-      cache: { image: "redis:7", port: 6379, health: { path: "/", retries: 10 }, replicas: 1, env: {}, database: false, capabilities: [] },
+      cache: { image: "redis:7", port: 6379, health: { path: "/", retries: 10 }, replicas: 1, env: {}, database: false, capabilities: [], secrets: { as: "env" } },
     },
     routes: [{ path: "/", to: "web", limit: "general" }],
     environments: { production: { domains: ["blog.example.org"], env: {}, components: {} } },
     headers: { ...DEFAULT_HEADERS, frameOptions: "DENY", hsts: { maxAge: 3_600_000, includeSubdomains: true, preload: false } },
     maintenance: true,
+    secrets: { as: "files" },
     database: { connectionLimit: 5, statementTimeout: 90_000, idleInTransactionTimeout: 90_000 },
   });
 });
@@ -305,6 +308,7 @@ test("the reference platform on disk validates with no problems", async () => {
       },
       headers: DEFAULT_HEADERS,
       maintenance: false,
+      secrets: { as: "env" },
       database: DEFAULT_DATABASE,
     },
   });
