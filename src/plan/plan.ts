@@ -191,6 +191,7 @@ function planComponent(
     replicas,
     ...(component.release ? { release: component.release } : {}),
     hasDatabase: component.database,
+    ...((component.secrets?.as ?? app.secrets.as) === "files" ? { hasSecretFiles: true as const } : {}),
     containers,
   };
 }

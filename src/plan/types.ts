@@ -60,6 +60,8 @@ export interface ComponentPlan {
   replicas: number;
   release?: string[];
   hasDatabase: boolean;
+  /** Secrets as files in /run/secrets (spec: secrets.as: files) instead of environment variables. */
+  hasSecretFiles?: true;
   containers: ContainerPlan[];
 }
 
