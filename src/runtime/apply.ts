@@ -11,6 +11,7 @@ import { ensureImage, type Progress } from "./images.js";
 import { ensureNetworks, removeNetworks } from "./networks.js";
 import { checkProxyPorts, ensureProxy } from "./proxy.js";
 import type { DatabaseRuntime } from "./postgres.js";
+import { secretFilesOf, SECRETS_DIR_VAR, SECRETS_MOUNT, SECRETS_VERSION_VAR, writeSecretFiles } from "../secrets/files.js";
 
 export interface Change {
   kind: "created" | "replaced" | "started" | "removed" | "updated" | "built";
@@ -30,9 +31,19 @@ export interface ApplyDeps {
 
 export type SecretsSource = (app: string, env: string) => Record<string, string>;
 
-/** What berth injects into a component's containers: its secrets, and DATABASE_URL (which no secret may shadow). */
+/**
+ * What berth injects into a component's containers: its secrets, and DATABASE_URL (which no
+ * secret may shadow). With `secrets.as: files` the secrets are written to the host's tmpfs
+ * here (src/secrets/files.ts) and the variables only say where and which version:
+ * BERTH_SECRETS_DIR=/run/secrets and BERTH_SECRETS_VERSION, from which tenantCreateOptions
+ * mounts them; no value is in the container's configuration.
+ */
 export function injectedEnv(component: ComponentPlan, secrets: Record<string, string>, databaseUrl: string | undefined): Record<string, string> {
-  return { ...secrets, ...(component.hasDatabase && databaseUrl ? { DATABASE_URL: databaseUrl } : {}) };
+  const database: Record<string, string> = component.hasDatabase && databaseUrl ? { DATABASE_URL: databaseUrl } : {};
+  const first = component.containers[0];
+  if (!component.hasSecretFiles || !first) return { ...secrets, ...database };
+  const target = { platform: first.labels[LABEL.platform] ?? "", app: first.app, env: first.env, component: component.name, ...(first.user ? { user: first.user } : {}) };
+  return { [SECRETS_DIR_VAR]: SECRETS_MOUNT, [SECRETS_VERSION_VAR]: writeSecretFiles(target, secrets), ...database };
 }
 
 export interface ApplyOptions {
@@ -278,11 +289,14 @@ async function convergeContainer(
 }
 
 export async function removeContainer(docker: Docker, name: string): Promise<void> {
+  const secretFiles = await secretFilesOf(docker, name);
   try {
     await docker.getContainer(name).remove({ force: true, v: false });
   } catch (error) {
     if ((error as { statusCode?: number }).statusCode !== 404) throw engineError(error, `removing ${name}`);
   }
+  // Its secret files (secrets.as: files) go with it, unless another container mounts them.
+  await secretFiles?.release();
 }
 
 export function managedFilter(platform: string, role: string): string {

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import type Dockerode from "dockerode";
 import { LABEL } from "../plan/names.js";
 import type { ContainerPlan } from "../plan/types.js";
+import { secretFilesMount, SECRETS_VERSION_VAR } from "../secrets/files.js";
 
 const NANO = 1_000_000;
 
@@ -13,7 +14,11 @@ export const TENANT_LOG_CONFIG = { Type: "json-file", Config: { "max-size": "10m
 export interface TenantRuntime {
   /** Image reference resolved by ensureImage. */
   image: string;
-  /** Variables berth injects (DATABASE_URL); never part of the spec. */
+  /**
+   * Variables berth injects (secrets, DATABASE_URL); never part of the spec. When the
+   * component's secrets are files (runtime/apply.ts injectedEnv), they hold no value but
+   * BERTH_SECRETS_VERSION, which names the host directory mounted at /run/secrets.
+   */
   injectedEnv: Record<string, string>;
 }
 
@@ -54,6 +59,13 @@ export function tenantCreateOptions(plan: ContainerPlan, runtime: TenantRuntime)
     NetworkingConfig: { EndpointsConfig: { [plan.network]: { Aliases: plan.aliases } } },
   };
   if (plan.user) options.User = plan.user;
+  // Only what injectedEnv set counts: a spec env of the same name never mounts anything.
+  const secretsVersion = runtime.injectedEnv[SECRETS_VERSION_VAR];
+  if (secretsVersion !== undefined) {
+    const { label, mount } = secretFilesMount({ platform: plan.labels[LABEL.platform] ?? "", app: plan.app, env: plan.env, component: plan.component }, secretsVersion);
+    options.Labels = { ...options.Labels, ...label };
+    options.HostConfig = { ...options.HostConfig, Mounts: [mount] };
+  }
   return withConfigHash(options);
 }
 

@@ -13,7 +13,7 @@ export const SECRET_NAME_PATTERN = /^[A-Z_][A-Z0-9_]*$/;
 export const MAX_NAME_LENGTH = 128;
 export const MAX_VALUE_BYTES = 64 * 1024;
 /** Names berth sets itself in a tenant's environment; a secret must not shadow them. */
-export const RESERVED_NAMES: ReadonlySet<string> = new Set(["DATABASE_URL"]);
+export const RESERVED_NAMES: ReadonlySet<string> = new Set(["DATABASE_URL", "BERTH_SECRETS_DIR", "BERTH_SECRETS_VERSION"]);
 
 /** A live secret as `list` shows it: never its value. */
 export interface SecretInfo {
@@ -88,7 +88,9 @@ export function secretNameProblem(name: string): string | undefined {
   if (name.length === 0) return "secret name is empty: expected an environment variable name like API_KEY";
   if (name.length > MAX_NAME_LENGTH) return `secret name ${name.slice(0, 32)}… is ${name.length} characters; the limit is ${MAX_NAME_LENGTH}`;
   if (!SECRET_NAME_PATTERN.test(name)) return `secret name "${name}": expected an environment variable name of capital letters, digits and _, not starting with a digit, like API_KEY`;
-  if (RESERVED_NAMES.has(name)) return `secret name ${name} is reserved: berth sets it from the environment's database`;
+  if (RESERVED_NAMES.has(name)) {
+    return `secret name ${name} is reserved: berth sets it ${name === "DATABASE_URL" ? "from the environment's database" : "when secrets are files (secrets.as: files)"}`;
+  }
   return undefined;
 }
 
