@@ -10,7 +10,9 @@ import { planPlatform } from "../plan/plan.js";
 import { formatPlan } from "../plan/format.js";
 import { openPlatform, registerDeployCommands } from "./deploy.js";
 import { registerSecretsCommands } from "./secrets.js";
+import { registerDbCommands } from "./db.js";
 import { registerPlatformCommands } from "./platform.js";
+import { registerAccessCommands } from "./access.js";
 
 function program(): Command {
   const cli = new Command("berth")
@@ -77,6 +79,8 @@ Examples:
   registerPlatformCommands(cli);
   registerDeployCommands(cli);
   registerSecretsCommands(cli, openPlatform);
+  registerDbCommands(cli, openPlatform);
+  registerAccessCommands(cli);
   return cli;
 }
 

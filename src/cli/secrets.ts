@@ -5,7 +5,8 @@ import type { Command } from "commander";
 import { BerthError } from "../errors.js";
 import type { PlatformPlan } from "../plan/types.js";
 import { KEY_FILE_ENV, secretsKeyPath } from "../secrets/keys.js";
-import { MAX_VALUE_BYTES, SecretStore, secretNameProblem, type SecretsChange } from "../secrets/store.js";
+import { MAX_VALUE_BYTES, SecretStore, secretNameProblem, type SecretInfo, type SecretsChange } from "../secrets/store.js";
+import { call, remoteOf } from "./remote.js";
 
 /** The options every secrets command passes to `open`. */
 export interface SecretsSpecOptions {
@@ -24,6 +25,7 @@ export interface SecretsIo {
 }
 
 interface SecretsOptions extends SecretsSpecOptions {
+  host?: string;
   env?: string;
   json?: boolean;
   secretsKey?: string;
@@ -130,6 +132,7 @@ function withSecretsOptions(command: Command): Command {
   return command
     .option("--spec <path>", "spec directory (default BERTH_SPEC, or the current directory)")
     .option("--state-dir <dir>", "state directory (default /var/lib/berth/PLATFORM, or BERTH_STATE_DIR)")
+    .option("--host <url>", "a remote berthd (default BERTH_HOST, or host: in ~/.config/berth/config.yaml)")
     .option("--secrets-key <file>", `key file, kept apart from the state (default ${KEY_FILE_ENV}, or /etc/berth/PLATFORM/secrets.key)`);
 }
 
@@ -161,6 +164,14 @@ Examples:
   ).action(async (app: string, args: string[], options: SecretsOptions) => {
     const env = requireEnv(options, "set");
     const { values, fromStdin } = parseAssignments(args);
+    const remote = await remoteOf(options);
+    if (remote) {
+      if (fromStdin !== undefined) values.set(fromStdin, await readValue(io, fromStdin));
+      const set: SecretInfo[] = [];
+      for (const [name, value] of values) set.push(await call<SecretInfo>(remote, "PUT", `/v1/apps/${app}/envs/${env}/secrets/${name}`, { value }));
+      stdout.write(options.json ? JSON.stringify({ app, env, secrets: set }, null, 2) + "\n" : `${app}/${env}: set ${set.map((i) => `${i.name} (v${i.version})`).join(", ")}\n`);
+      return;
+    }
     const { plan, stateDir } = await open(options);
     checkEnvironment(plan, app, env);
     if (fromStdin !== undefined) values.set(fromStdin, await readValue(io, fromStdin));
@@ -184,6 +195,13 @@ Examples:
       .option("--json", "print the change as JSON"),
   ).action(async (app: string, names: string[], options: SecretsOptions) => {
     const env = requireEnv(options, "unset");
+    const remote = await remoteOf(options);
+    if (remote) {
+      const unset: SecretInfo[] = [];
+      for (const name of names) unset.push(await call<SecretInfo>(remote, "DELETE", `/v1/apps/${app}/envs/${env}/secrets/${name}`));
+      stdout.write(options.json ? JSON.stringify({ app, env, secrets: unset }, null, 2) + "\n" : `${app}/${env}: unset ${unset.map((i) => `${i.name} (v${i.version})`).join(", ")}\n`);
+      return;
+    }
     const { plan, secrets: store } = await openSecrets(open, options);
     try {
       checkEnvironment(plan, app, env);
@@ -204,12 +222,13 @@ Examples:
       .option("--json", "print as JSON"),
   ).action(async (app: string, options: SecretsOptions) => {
     const env = requireEnv(options, "list");
-    const { plan, secrets: store } = await openSecrets(open, options);
+    const remote = await remoteOf(options);
+    const { plan, secrets: store } = remote ? { plan: undefined, secrets: undefined } : await openSecrets(open, options);
     try {
-      checkEnvironment(plan, app, env);
-      const list = store.list(app, env);
+      if (plan) checkEnvironment(plan, app, env);
+      const list = store ? store.list(app, env) : (await call<{ secrets: SecretInfo[] }>(remote!, "GET", `/v1/apps/${app}/envs/${env}/secrets`)).secrets;
       if (options.json) {
-        stdout.write(JSON.stringify({ app, env, version: store.version(app, env), secrets: list }, null, 2) + "\n");
+        stdout.write(JSON.stringify({ app, env, ...(store ? { version: store.version(app, env) } : {}), secrets: list }, null, 2) + "\n");
       } else if (list.length === 0) {
         stdout.write(`${app}/${env}: no secrets\n`);
       } else {
@@ -218,7 +237,7 @@ Examples:
         stdout.write([`${"NAME".padEnd(width)}  VERSION  UPDATED`, ...lines].join("\n") + "\n");
       }
     } finally {
-      store.close();
+      store?.close();
     }
   });
 

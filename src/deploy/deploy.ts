@@ -31,6 +31,8 @@ export interface DeployRequest {
   images?: Record<string, string>;
   /** Git ref to build from (a git source only). */
   ref?: string;
+  /** A directory holding the app's source (an uploaded build context), built instead of the spec's source. */
+  sourceDir?: string;
   actor: string;
   reason: string;
 }
@@ -144,7 +146,9 @@ async function resolveImages(env: EnvironmentPlan, request: DeployRequest, deps:
       continue;
     }
     const source = component.image;
-    if (source.kind === "build" && source.source.kind === "git") {
+    if (source.kind === "build" && request.sourceDir !== undefined) {
+      images[component.name] = (await ensureImage(deps.docker, { ...source, source: { kind: "dir", dir: request.sourceDir } }, deps.progress)).ref;
+    } else if (source.kind === "build" && source.source.kind === "git") {
       const checkout = await fetchSource(deps.stateDir, env.app, source.source.url, request.ref ?? source.source.ref);
       commit = checkout.commit;
       deps.progress(`${env.app}: ${source.source.url} at ${request.ref ?? source.source.ref} is ${checkout.commit.slice(0, 12)}`);

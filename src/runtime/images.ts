@@ -17,7 +17,7 @@ const ignore = createRequire(import.meta.url)("@balena/dockerignore") as (option
 export type Progress = (line: string) => void;
 
 /** Files of the build context after .dockerignore; the Dockerfile is always sent, as Docker's CLI does. */
-async function listContext(dir: string, dockerfile: string): Promise<string[]> {
+export async function listContext(dir: string, dockerfile: string): Promise<string[]> {
   const rules = await readFile(join(dir, ".dockerignore"), "utf8").catch(() => "");
   const ignored = ignore({ ignorecase: false }).add(rules).createFilter();
   const filter = (path: string) => path === dockerfile || path === ".dockerignore" || ignored(path);

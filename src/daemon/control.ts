@@ -1,0 +1,234 @@
+// The control plane inside berthd: the spec's plan, the stores, and the reconcile loop.
+// Deploys of different environments run side by side; a reconcile pass (a full apply of
+// the spec with the deployed releases) runs alone, so it never sees a half-made release.
+import type { Logger } from "pino";
+import type { DeployDeps } from "../deploy/deploy.js";
+import { recoverDeploys, withReleases } from "../deploy/deploy.js";
+import { connectDocker, engine, type Docker } from "../host/docker.js";
+import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
+import { planPlatform } from "../plan/plan.js";
+import { applyPlatform, type Change } from "../runtime/apply.js";
+import { containerPostgres } from "../runtime/postgres.js";
+import { secretsKeyPath } from "../secrets/keys.js";
+import { SecretStore } from "../secrets/store.js";
+import { loadSpec } from "../spec/index.js";
+import { AccessStore, scopeAllows, type Scope } from "../state/access.js";
+import { Store } from "../state/store.js";
+import { Operations } from "../api/operations.js";
+
+export interface Drift {
+  target: string;
+  detail: string;
+  at: string;
+}
+
+export interface EnvironmentStatus {
+  app: string;
+  env: string;
+  release: string | null;
+  deploying: string | null;
+  domains: string[];
+  containers: { name: string; component: string; state: string }[];
+}
+
+/** Many holders of "shared" (deploys) at once, or one of "exclusive" (a reconcile pass). */
+export class SharedLock {
+  private shared = 0;
+  private exclusive: Promise<void> | undefined;
+  private readonly waiters: (() => void)[] = [];
+
+  async withShared<T>(work: () => Promise<T>): Promise<T> {
+    while (this.exclusive) await this.exclusive;
+    this.shared++;
+    try {
+      return await work();
+    } finally {
+      this.shared--;
+      if (this.shared === 0) this.waiters.splice(0).forEach((wake) => wake());
+    }
+  }
+
+  async withExclusive<T>(work: () => Promise<T>): Promise<T> {
+    while (this.exclusive) await this.exclusive;
+    let release!: () => void;
+    this.exclusive = new Promise<void>((resolve) => (release = resolve));
+    try {
+      while (this.shared > 0) await new Promise<void>((wake) => this.waiters.push(wake));
+      return await work();
+    } finally {
+      this.exclusive = undefined;
+      release();
+    }
+  }
+}
+
+const MAX_DRIFT = 100;
+
+export class Control {
+  readonly lock = new SharedLock();
+  readonly drift: Drift[] = [];
+  reconciledAt: string | null = null;
+
+  private constructor(
+    readonly plan: PlatformPlan,
+    readonly stateDir: string,
+    readonly docker: Docker,
+    readonly store: Store,
+    readonly access: AccessStore,
+    readonly secrets: SecretStore,
+    readonly operations: Operations,
+    private readonly log: Logger,
+  ) {}
+
+  static async open(specPath: string, options: { stateDir?: string; log: Logger }): Promise<Control> {
+    const { root, spec } = await loadSpec(specPath);
+    const plan = planPlatform(spec, { root });
+    const stateDir = options.stateDir ?? `/var/lib/berth/${plan.platform}`;
+    const store = new Store(stateDir);
+    return new Control(
+      plan,
+      stateDir,
+      connectDocker(),
+      store,
+      new AccessStore(stateDir),
+      new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform) }),
+      new Operations(stateDir),
+      options.log,
+    );
+  }
+
+  close(): void {
+    this.operations.close();
+    this.secrets.close();
+    this.access.close();
+    this.store.close();
+  }
+
+  /** What deploys need, with progress going to `progress`. */
+  deps(progress: (line: string) => void): DeployDeps {
+    return {
+      docker: this.docker,
+      stateDir: this.stateDir,
+      store: this.store,
+      databases: containerPostgres(this.docker, this.stateDir),
+      progress,
+      secrets: (app, env) => this.secrets.values(app, env),
+    };
+  }
+
+  environments(scope: Scope): EnvironmentPlan[] {
+    return this.plan.environments.filter((env) => scopeAllows(scope, env.app, env.env));
+  }
+
+  /** The status of environments, from one engine call for all their containers. */
+  async status(environments: EnvironmentPlan[]): Promise<EnvironmentStatus[]> {
+    const listed = await engine("listing containers", () =>
+      this.docker.listContainers({ all: true, filters: JSON.stringify({ label: [`berth.platform=${this.plan.platform}`, "berth.role=tenant"] }) }),
+    );
+    const states = new Map<string, string>();
+    for (const container of listed) {
+      const health = /\((healthy|unhealthy|health: starting)\)/.exec(container.Status)?.[1]?.replace("health: ", "");
+      for (const name of container.Names) states.set(name.replace(/^\//, ""), health ?? container.State);
+    }
+    const withDeployed = withReleases({ ...this.plan, environments }, this.store.activeReleases());
+    return withDeployed.environments.map((env) => {
+      const release = this.store.activeRelease(env.app, env.env);
+      const lock = this.store.lockOf(env.app, env.env);
+      return {
+        app: env.app,
+        env: env.env,
+        release: release ? `r${release.number}` : null,
+        deploying: lock ? `r${this.store.releaseById(lock.releaseId)?.number ?? "?"}` : null,
+        domains: env.domains,
+        containers: env.components.flatMap((component) =>
+          component.containers.map((container) => ({ name: container.name, component: component.name, state: states.get(container.name) ?? "missing" })),
+        ),
+      };
+    });
+  }
+
+  /**
+   * One reconcile pass: repairs interrupted deploys, then applies the spec with the deployed
+   * releases. What it had to change is drift (a crashed or removed container, a stale
+   * upstream, a missing network) and is reported.
+   */
+  async reconcile(trigger: string): Promise<Change[]> {
+    return this.lock.withExclusive(async () => {
+      const progress = (line: string) => this.log.debug({ trigger }, line);
+      const deps = this.deps(progress);
+      await recoverDeploys(this.plan, deps);
+      const changes = await applyPlatform(withReleases(this.plan, this.store.activeReleases()), {
+        docker: this.docker,
+        stateDir: this.stateDir,
+        progress,
+        databases: deps.databases,
+        secrets: deps.secrets!,
+      });
+      const at = new Date().toISOString();
+      this.reconciledAt = at;
+      for (const change of changes) {
+        this.drift.push({ target: change.target, detail: `${change.kind}${change.detail ? `: ${change.detail}` : ""} (after ${trigger})`, at });
+        this.log.warn({ trigger, target: change.target, change: change.kind, detail: change.detail }, "drift repaired");
+      }
+      this.drift.splice(0, Math.max(0, this.drift.length - MAX_DRIFT));
+      return changes;
+    });
+  }
+
+  /**
+   * Follows the engine's events for this platform's containers until `signal` aborts: a
+   * tenant or platform container that dies, restarts or disappears triggers a reconcile
+   * pass (debounced). A slow periodic pass catches what events miss.
+   */
+  async watch(signal: AbortSignal, options: { debounceMs?: number; periodMs?: number } = {}): Promise<void> {
+    const debounceMs = options.debounceMs ?? 500;
+    let timer: NodeJS.Timeout | undefined;
+    let pending: string | undefined;
+    let running: Promise<unknown> = Promise.resolve();
+    const schedule = (trigger: string) => {
+      pending ??= trigger;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        const cause = pending!;
+        pending = undefined;
+        running = running
+          .then(() => this.reconcile(cause))
+          .catch((error: unknown) => this.log.error({ err: error, trigger: cause }, "reconcile pass failed"));
+      }, debounceMs);
+    };
+    const periodic = setInterval(() => schedule("periodic check"), options.periodMs ?? 10 * 60_000);
+    const stream = await engine("following Docker events", () =>
+      this.docker.getEvents({
+        filters: JSON.stringify({ type: ["container"], event: ["die", "destroy", "health_status", "stop", "start"], label: [`berth.platform=${this.plan.platform}`] }),
+      }),
+    );
+    let buffered = "";
+    stream.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString("utf8");
+      const lines = buffered.split("\n");
+      buffered = lines.pop() ?? "";
+      for (const line of lines) {
+        if (line.trim() === "") continue;
+        const event = JSON.parse(line) as { Action?: string; Actor?: { Attributes?: Record<string, string> } };
+        const name = event.Actor?.Attributes?.name ?? "";
+        // Containers berth itself is replacing come and go by design; a deploy's own
+        // events are not drift.
+        if (name.endsWith("-next") || this.store.locks().length > 0) continue;
+        if (event.Action === "start" || event.Action?.startsWith("health_status: healthy")) continue;
+        schedule(`${event.Action ?? "event"} ${name}`.trim());
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      const stop = () => {
+        clearTimeout(timer);
+        clearInterval(periodic);
+        (stream as unknown as { destroy(): void }).destroy();
+        resolve();
+      };
+      if (signal.aborted) stop();
+      signal.addEventListener("abort", stop, { once: true });
+      stream.on("error", (error: Error) => (signal.aborted ? resolve() : reject(error)));
+    });
+    await running;
+  }
+}
