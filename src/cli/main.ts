@@ -11,6 +11,7 @@ import { formatPlan } from "../plan/format.js";
 import { openPlatform, registerDeployCommands } from "./deploy.js";
 import { registerSecretsCommands } from "./secrets.js";
 import { registerDbCommands } from "./db.js";
+import { registerDbCommands } from "./db.js";
 import { registerPlatformCommands } from "./platform.js";
 import { registerAccessCommands } from "./access.js";
 
@@ -79,6 +80,7 @@ Examples:
   registerPlatformCommands(cli);
   registerDeployCommands(cli);
   registerSecretsCommands(cli, openPlatform);
+  registerDbCommands(cli, openPlatform);
   registerDbCommands(cli, openPlatform);
   registerAccessCommands(cli);
   return cli;

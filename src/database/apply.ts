@@ -7,7 +7,7 @@ import type { DatabasePlan } from "../plan/types.js";
 import { PUBLIC_SCHEMA, diffSchema, diffServer, type Change, type Grant, type ObservedRole, type ObservedSchema, type ObservedServer, type Step } from "./diff.js";
 import type { PasswordStore } from "./passwords.js";
 import { isVerifierOf, scramVerifier } from "./scram.js";
-import { MANAGED_COMMENT, PUBLIC, SESSION_SETUP } from "./sql.js";
+import { alterRolePassword, MANAGED_COMMENT, PUBLIC, SESSION_SETUP } from "./sql.js";
 
 /** How berth reaches the server as its admin (a superuser for the container server). */
 export type AdminConnection = string | pg.ClientConfig;
@@ -62,6 +62,30 @@ export async function convergeDatabases(
     await client.end();
   }
   return changes;
+}
+
+/**
+ * Gives a role berth manages a new password: ALTER ROLE with its SCRAM verifier (the
+ * plaintext never reaches the server). Sessions already logged in keep running; only new
+ * logins need the new password. Serialized with converges (the same advisory lock).
+ */
+export async function setRolePassword(admin: AdminConnection, role: string, password: string): Promise<void> {
+  const verifier = scramVerifier(password);
+  const client = await connectAdmin(admin);
+  try {
+    await client.query("SELECT pg_advisory_lock($1)", [CONVERGE_LOCK]);
+    const found = await client.query<{ comment: string | null }>("SELECT shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1", [role]);
+    if (found.rows.length === 0) throw new BerthError("NOT_FOUND", `the database role ${role} does not exist`, "Run berth apply first: it creates the role.");
+    if (found.rows[0]!.comment !== MANAGED_COMMENT) throw new BerthError("CONFLICT", `the database role ${role} is not managed by berth; its password is left alone`);
+    try {
+      await client.query(alterRolePassword(role, verifier));
+    } catch (error) {
+      // Never the statement itself: it holds the verifier.
+      throw new BerthError("DATABASE_FAILED", `ALTER ROLE ${role} PASSWORD <redacted>: ${(error as Error).message}`, undefined, { cause: error });
+    }
+  } finally {
+    await client.end();
+  }
 }
 
 /**

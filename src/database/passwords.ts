@@ -42,6 +42,19 @@ export class FilePasswordStore implements PasswordStore {
     });
   }
 
+  /**
+   * Replaces the role's password (rotation, or putting the previous one back). Saved before
+   * the server is changed: the store never lags behind the server, and a crash in between is
+   * repaired by the next converge, which sets the stored password on the role.
+   */
+  set(role: string, password: string): Promise<void> {
+    return this.exclusive(async () => {
+      const passwords = await this.read();
+      if (passwords[role] === password) return;
+      await this.write({ ...passwords, [role]: password });
+    });
+  }
+
   forget(role: string): Promise<void> {
     return this.exclusive(async () => {
       const passwords = await this.read();

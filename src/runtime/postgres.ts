@@ -3,7 +3,7 @@
 import type Dockerode from "dockerode";
 import type pg from "pg";
 import { join } from "node:path";
-import { connectAdmin, convergeDatabases, listManagedDatabases, reloadConfig } from "../database/apply.js";
+import { connectAdmin, convergeDatabases, listManagedDatabases, reloadConfig, setRolePassword } from "../database/apply.js";
 import { renderHba } from "../database/hba.js";
 import { FilePasswordStore } from "../database/passwords.js";
 import { generatePassword } from "../database/scram.js";
@@ -28,6 +28,15 @@ export interface DatabaseRuntime {
   converge(plan: PlatformPlan, progress: Progress): Promise<{ changes: Change[]; urls: Record<string, string> }>;
   /** Drops databases of environments no longer planned, only when purging. */
   removeUnused(plan: PlatformPlan, purge: boolean, progress: Progress): Promise<Change[]>;
+  /**
+   * Gives the environment's role a new generated password, saved first, then set on the
+   * server (sessions already open stay open). `restore` puts the previous one back, on both.
+   */
+  rotatePassword(plan: PlatformPlan, database: DatabasePlan, progress: Progress): Promise<PasswordRotation>;
+}
+
+export interface PasswordRotation {
+  restore(): Promise<void>;
 }
 
 function plannedDatabases(plan: PlatformPlan): DatabasePlan[] {
@@ -181,6 +190,26 @@ export function containerPostgres(docker: Docker, stateDir: string): DatabaseRun
         if (env.database) urls[`${env.app}/${env.env}`] = databaseUrl(env.database, await passwords.passwordFor(env.database.role), server.tenantHost);
       }
       return { changes, urls };
+    },
+    async rotatePassword(plan, database, progress) {
+      const server = await admin(plan, progress);
+      const previous = await passwords.passwordFor(database.role);
+      const next = generatePassword();
+      await passwords.set(database.role, next);
+      try {
+        await setRolePassword(server.url, database.role, next);
+      } catch (error) {
+        await passwords.set(database.role, previous);
+        throw error;
+      }
+      progress(`database role ${database.role}: new password set (sessions already open keep running)`);
+      return {
+        async restore() {
+          await passwords.set(database.role, previous);
+          await setRolePassword(server.url, database.role, previous);
+          progress(`database role ${database.role}: previous password restored`);
+        },
+      };
     },
     async removeUnused(plan, purge, progress) {
       if (!purge) return [];
