@@ -11,7 +11,6 @@ import { formatPlan } from "../plan/format.js";
 import { openPlatform, registerDeployCommands } from "./deploy.js";
 import { registerSecretsCommands } from "./secrets.js";
 import { registerDbCommands } from "./db.js";
-import { registerDbCommands } from "./db.js";
 import { registerPlatformCommands } from "./platform.js";
 import { registerAccessCommands } from "./access.js";
 
@@ -80,7 +79,6 @@ Examples:
   registerPlatformCommands(cli);
   registerDeployCommands(cli);
   registerSecretsCommands(cli, openPlatform);
-  registerDbCommands(cli, openPlatform);
   registerDbCommands(cli, openPlatform);
   registerAccessCommands(cli);
   return cli;
