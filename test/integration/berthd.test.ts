@@ -13,6 +13,7 @@ import { gzipSync } from "node:zlib";
 import Database from "better-sqlite3";
 import { after, before, describe, test } from "node:test";
 import { loadContract } from "../../src/api/contract.js";
+import { packSource } from "../../src/cli/upload.js";
 import { inspectContainer } from "../../src/host/docker.js";
 import { api, cleanupPlatform, closeAgent, eventually, rawRequest, startDaemon, type Answer, type Daemon } from "./berthd.js";
 import { docker, EXAMPLE_ROOT, REPO_ROOT, writeSpec } from "./helpers.js";
@@ -76,8 +77,8 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     daemon = await startDaemon(specDir);
     // The first reconcile pass brings the platform up.
     await eventually("every environment served by healthy containers", async () => {
-      const status = (await api(daemon, daemon.adminToken, "GET", "/v1/status")).body as { environments: EnvStatus[] };
-      return status.environments.every((e) => e.containers.every((c) => c.state === "healthy")) ? true : undefined;
+      const status = (await api(daemon, daemon.adminToken, "GET", "/v1/status")).body as { environments: EnvStatus[]; reconciledAt: string | null };
+      return status.reconciledAt !== null && status.environments.every((e) => e.containers.every((c) => c.state === "healthy")) ? true : undefined;
     }, 300_000);
   });
 
@@ -108,16 +109,16 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     const app = (await admin("GET", "/v1/apps/alpha")).body as { environments: EnvStatus[] };
     assert.equal(app.environments.length, 2);
     const env = (await admin("GET", "/v1/apps/alpha/envs/production")).body as EnvStatus;
-    assert.deepEqual(env.containers.map((c) => [c.name, c.state]), [["bd-alpha-web-production", "healthy"]]);
+    assert.deepEqual(env.containers.map((c) => [c.name, c.state]), [["alpha-web-production", "healthy"]]);
     const logs = (await admin("GET", "/v1/apps/gamma/envs/production/logs?lines=5")).body as { containers: { name: string; lines: string[] }[] };
-    assert.equal(logs.containers[0]?.name, "bd-gamma-backend-production");
+    assert.equal(logs.containers[0]?.name, "gamma-backend-production");
     assert.ok(logs.containers[0]!.lines.length > 0 && logs.containers[0]!.lines.length <= 5, `up to 5 log lines: ${JSON.stringify(logs)}`);
     const releases = (await admin("GET", "/v1/apps/alpha/envs/production/releases")).body as { releases: unknown[] };
     assert.deepEqual(releases.releases, []);
   });
 
   test("a deploy answers 202, streams its progress, and its release serves; a rollback goes back", async () => {
-    const image = (await inspectContainer(client, "bd-alpha-web-production"))!.Config.Image;
+    const image = (await inspectContainer(client, "alpha-web-production"))!.Config.Image;
     const started = await admin("POST", "/v1/apps/alpha/envs/production/deploys", { images: { web: image }, reason: "first via the API" });
     assert.equal(started.status, 202);
     const operation = started.body as { id: string; state: string };
@@ -154,6 +155,13 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     assert.equal(release.actor, "token:laptop");
     assert.match(release.images.web!, /^berth\/alpha-web:/);
     assert.deepEqual(await readdir(join(daemon.stateDir, "uploads")), [], "the upload is removed after its deploy");
+    // The upload operation on its own: a gzip'd tar of the source, answered with its id and size.
+    const packed = await packSource(join(EXAMPLE_ROOT, "src", "paiss"));
+    const chunks: Buffer[] = [];
+    for await (const chunk of packed.stream) chunks.push(chunk as Buffer);
+    const uploaded = conforms("POST", "/v1/apps/alpha/envs/staging/sources", await rawRequest(daemon, "POST", "/v1/apps/alpha/envs/staging/sources", { authorization: `Bearer ${token}`, "content-type": "application/gzip" }, Buffer.concat(chunks)));
+    assert.equal(uploaded.status, 201, uploaded.text);
+    assert.equal((uploaded.body as { files: number }).files, packed.files);
     assert.equal((await httpsGet("staging.alpha.test", "/health.txt")).status, 200);
     // The same command, scoped to alpha, may not touch beta.
     const refused = await cli(["releases", "beta", "--env", "production"], token);
@@ -268,7 +276,8 @@ describe("berthd", { timeout: 1_500_000 }, () => {
         parts.push((await api(daemon, daemon.adminToken, "GET", `/v1/apps/${app}/envs/${env}/releases`)).body);
         parts.push((await api(daemon, daemon.adminToken, "GET", `/v1/apps/${app}/envs/${env}/secrets`)).body);
       }
-      parts.push((await api(daemon, daemon.adminToken, "GET", "/v1/tokens")).body);
+      // Every token but when it was last used (the requests here use the admin token).
+      parts.push(((await api(daemon, daemon.adminToken, "GET", "/v1/tokens")).body as { tokens: object[] }).tokens.map((token) => ({ ...token, lastUsedAt: undefined })));
       parts.push(await readdir(join(daemon.stateDir, "uploads")).catch(() => []));
       return JSON.stringify(parts);
     };
@@ -439,7 +448,7 @@ describe("berthd", { timeout: 1_500_000 }, () => {
   });
 
   test("the reconcile loop brings back a removed tenant container and reports the drift", async () => {
-    const name = "bd-beta-web-production";
+    const name = "beta-web-production";
     await client.getContainer(name).remove({ force: true });
     const healthy = await eventually("the container back and healthy", async () => {
       const info = await inspectContainer(client, name);

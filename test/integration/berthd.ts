@@ -30,10 +30,11 @@ export interface Answer {
   text: string;
 }
 
-export async function startDaemon(specDir: string, options: { reconcile?: boolean } = {}): Promise<Daemon> {
+export async function startDaemon(specDir: string, options: { reconcile?: boolean; port?: number; nodeOptions?: string[] } = {}): Promise<Daemon> {
   const stateDir = await mkdtemp(join(tmpdir(), "berthd-state-"));
+  const port = options.port ?? API_PORT;
   const env = { ...process.env, BERTH_SECRETS_KEY: join(stateDir, "..", `${stateDir.split("/").pop()}.key`), BERTH_LOG_LEVEL: "info" } as Record<string, string>;
-  const args = [join(REPO_ROOT, "bin", "berthd"), "--spec", specDir, "--state-dir", stateDir, "--listen", `127.0.0.1:${API_PORT}`, ...(options.reconcile === false ? ["--no-reconcile"] : [])];
+  const args = [...(options.nodeOptions ?? []), join(REPO_ROOT, "bin", "berthd"), "--spec", specDir, "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, ...(options.reconcile === false ? ["--no-reconcile"] : [])];
   const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
   const log: string[] = [];
   let stderr = "";
@@ -55,7 +56,7 @@ export async function startDaemon(specDir: string, options: { reconcile?: boolea
   await serving;
   const caPath = join(stateDir, "api", "cert.pem");
   const daemon: Daemon = {
-    url: `https://127.0.0.1:${API_PORT}`,
+    url: `https://127.0.0.1:${port}`,
     stateDir,
     adminToken: (await readFile(join(stateDir, "admin.token"), "utf8")).trim(),
     ca: await readFile(caPath, "utf8"),
