@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +17,7 @@ import { openPlatform } from "../../src/cli/deploy.js";
 import { registerSecretsCommands, type OpenPlatform } from "../../src/cli/secrets.js";
 import { BerthError, ERROR_CODES } from "../../src/errors.js";
 import { SecretStore } from "../../src/secrets/store.js";
+import { assertNoCanary as assertNoCanaryIn, filesUnder } from "../canary.js";
 
 // main.ts registers the commands with openPlatform itself: it must fit the open function's type.
 const open: OpenPlatform = openPlatform;
@@ -112,23 +113,8 @@ function berthProcess(args: string[], stdin = ""): Promise<Run> {
   });
 }
 
-/** Every file under `root`, with its bytes. */
-async function filesUnder(root: string): Promise<[string, Buffer][]> {
-  const entries = await readdir(root, { recursive: true, withFileTypes: true });
-  const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
-  return Promise.all(files.map(async (file): Promise<[string, Buffer]> => [file, await readFile(file)]));
-}
-
-/** The forms in which a value could leak: as text, UTF-16, base64 or hex. */
-function leakForms(value: string): Buffer[] {
-  const utf8 = Buffer.from(value, "utf8");
-  return [utf8, Buffer.from(value, "utf16le"), Buffer.from(utf8.toString("base64").slice(0, -4)), Buffer.from(utf8.toString("hex"))];
-}
-
 function assertNoCanary(where: string, bytes: Buffer): void {
-  for (const value of canaries) {
-    for (const form of leakForms(value)) assert.equal(bytes.includes(form), false, `${where} holds the canary ${value}`);
-  }
+  assertNoCanaryIn(canaries, where, bytes);
 }
 
 before(async () => {
