@@ -30,6 +30,7 @@ BASE_TAG="berth-base:bookworm"
 NODE_TAG="berth-node:20"
 NGINX_TAG="berth-nginx:1.22"
 POSTGRES_TAG="berth-postgres:15"
+BERTHD_TAG="berth-berthd:local"
 
 # One build at a time on this machine (tests and a demo may run setup together).
 exec 9>/var/lock/berth-images.lock
@@ -117,6 +118,24 @@ build_node() {
   [ "$v" = "$NPM_VERSION" ] || die "$tag: npm --version says $v"
 }
 
+# berthd: berth itself (compiled) with its production dependencies. Its recipe covers the
+# sources and the lock file, so a change to berth rebuilds it. Built only when asked for
+# (`scripts/images.sh berthd`): only `control:` in platform.yaml runs it.
+build_berthd() {
+  local tag="$1" rcp="$2" ctx
+  ctx="$(mktemp -d /var/tmp/berth-berthd.XXXXXX)"
+  tmpdirs+=("$ctx")
+  npm run -s build >&2 || die "compiling berth failed"
+  cp images/berthd/Dockerfile "$ctx/"
+  mkdir -p "$ctx/app"
+  cp -r dist api bin package.json package-lock.json "$ctx/app/"
+  cp -r node_modules "$ctx/app/"
+  (cd "$ctx/app" && npm prune --omit=dev --offline --no-audit --no-fund --loglevel=error >&2) || die "pruning dev dependencies failed"
+  build berthd "$tag" "$rcp" "$ctx"
+  rm -rf "$ctx"
+  docker run --rm --label berth.test=true --entrypoint node "$tag" /opt/berth/bin/berthd --help >/dev/null || die "$tag: berthd --help failed"
+}
+
 build_nginx() { build nginx "$1" "$2" images/nginx; }
 build_postgres() { build postgres "$1" "$2" images/postgres; }
 
@@ -129,4 +148,8 @@ timed base "$BASE_TAG" "$base_rcp" build_base
 wants node && timed node "$NODE_TAG" "$(recipe node "$base_rcp")" build_node
 wants nginx && timed nginx "$NGINX_TAG" "$(recipe nginx "$base_rcp")" build_nginx
 wants postgres && timed postgres "$POSTGRES_TAG" "$(recipe postgres "$base_rcp")" build_postgres
+if wants berthd; then
+  berthd_src="$(find src api bin package.json package-lock.json tsconfig.json tsconfig.build.json -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+  timed berthd "$BERTHD_TAG" "$(recipe berthd "$(recipe node "$base_rcp")" "$berthd_src")" build_berthd
+fi
 exit 0

@@ -56,6 +56,10 @@ export function registerPlatformCommands(cli: Command): void {
       const secretStore = new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform) });
       const secrets = (app: string, env: string) => secretStore.values(app, env);
       const changes = await applyPlatform(plan, { docker, stateDir, progress, databases, secrets }, { purge: options.purge ?? false });
+      if (plan.control) {
+        const { ensureControl } = await import("../runtime/control.js");
+        changes.push(...(await ensureControl(docker, plan.control, { stateDir, keyPath: secretsKeyPath(plan.platform) }, progress)));
+      }
       printChanges(changes, options.json);
       progress(`applied in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       if (!options.watch) return;

@@ -14,7 +14,7 @@ export const LABEL = {
   configHash: "berth.config-hash",
 } as const;
 
-export type Role = "proxy" | "postgres" | "tenant" | "network" | "volume" | "release";
+export type Role = "proxy" | "postgres" | "control" | "tenant" | "network" | "volume" | "release";
 
 export function platformLabels(platform: string, role: Role): Labels {
   return { [LABEL.managed]: "true", [LABEL.platform]: platform, [LABEL.role]: role };
@@ -36,6 +36,7 @@ function containerNames(app: string, component: string, env: string, replicas: n
 export const names = {
   proxyContainer: (platform: string) => `berth-${platform}-proxy`,
   postgresContainer: (platform: string) => `berth-${platform}-postgres`,
+  controlContainer: (platform: string) => `berth-${platform}-berthd`,
   postgresVolume: (platform: string) => `berth-${platform}-postgres-data`,
   proxyVolume: (platform: string, purpose: string) => `berth-${platform}-proxy-${purpose}`,
   network: (app: string, env: string) => `berth-${app}-${env}`,

@@ -47,6 +47,24 @@ export function planPlatform(spec: Spec, options: PlanOptions): PlatformPlan {
       labels: platformLabels(platform.name, "proxy"),
     },
     postgres: planPostgres(platform, environments),
+    ...(platform.control
+      ? {
+          control: {
+            container: names.controlContainer(platform.name),
+            image: platform.control.image,
+            listen: platform.control.listen,
+            specRoot: options.root,
+            sourceDirs: [
+              ...new Set(
+                environments.flatMap((env) =>
+                  env.components.flatMap((c) => (c.image.kind === "build" && c.image.source.kind === "dir" ? [c.image.source.dir] : [])),
+                ),
+              ),
+            ].sort(),
+            labels: platformLabels(platform.name, "control"),
+          },
+        }
+      : {}),
     environments,
   };
 }

@@ -137,9 +137,23 @@ export type PostgresPlan =
     }
   | { kind: "external"; url: string; maxConnections: number; reservedConnections: number };
 
+/** berthd as a platform container (spec `control:`). */
+export interface ControlPlan {
+  container: string;
+  image: string;
+  /** HOST:PORT of its API on the host. */
+  listen: string;
+  /** The spec directory, mounted read-only at the same path. */
+  specRoot: string;
+  /** Local source directories of the apps (outside the spec directory too), mounted read-only. */
+  sourceDirs: string[];
+  labels: Labels;
+}
+
 export interface PlatformPlan {
   platform: string;
   proxy: ProxyPlan;
   postgres: PostgresPlan;
+  control?: ControlPlan;
   environments: EnvironmentPlan[];
 }

@@ -8,8 +8,9 @@ import { removeNetwork } from "./networks.js";
 export async function downPlatform(docker: Docker, plan: PlatformPlan, stateDir: string, options: { purge: boolean }): Promise<Change[]> {
   await pingEngine(docker);
   const changes: Change[] = [];
-  // Tenants first, the proxy next (it would only answer 502s), the database last.
-  for (const role of ["tenant", "proxy", "postgres"]) {
+  // berthd first (its reconcile loop would bring back what goes next), then tenants, the
+  // proxy (it would only answer 502s), the database last.
+  for (const role of ["control", "tenant", "proxy", "postgres"]) {
     const containers = await engine("listing containers", () => docker.listContainers({ all: true, filters: managedFilter(plan.platform, role) }));
     for (const container of containers) {
       const name = container.Names[0]!.replace(/^\//, "");

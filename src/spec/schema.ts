@@ -175,6 +175,23 @@ const postgresSchema = z
   .prefault({})
   .describe("The shared PostgreSQL: one database and role per app environment.");
 
+const controlSchema = z
+  .strictObject(
+    {
+      image: imageRef.describe("berthd image; `bash scripts/images.sh berthd` builds berth-berthd:local from this checkout."),
+      listen: z
+        .string({ error: "HOST:PORT, like 127.0.0.1:8770" })
+        .regex(/^(\d{1,3})(\.\d{1,3}){3}:\d{1,5}$/, "HOST:PORT, like 127.0.0.1:8770")
+        .default("127.0.0.1:8770")
+        .describe("Address of berthd's HTTPS API on the host."),
+    },
+    { error: "a mapping with image and listen" },
+  )
+  .optional()
+  .describe(
+    "Run berthd, the control plane, as a platform container that `berth apply` manages like the proxy and PostgreSQL (host network, the Docker socket, the state directory). Without it, run berthd as a systemd unit (deploy/berthd.service).",
+  );
+
 const tlsSchema = z
   .discriminatedUnion(
     "mode",
@@ -265,6 +282,7 @@ export const platformSchema = z
       name: name(32).describe("Name of this installation; prefixes its Docker objects."),
       proxy: proxySchema,
       postgres: postgresSchema,
+      control: controlSchema,
       tls: tlsSchema,
       backup: backupSchema,
       alerts: z
