@@ -63,6 +63,20 @@ void describe("FilePasswordStore", () => {
     assert.deepEqual(JSON.parse(await readFile(join(stateDir, PASSWORD_FILE), "utf8")), { a_production: first });
   });
 
+  void it("set replaces one role's password (rotation) and keeps the others", async () => {
+    const dir = await tempDir();
+    const store = new FilePasswordStore(dir);
+    const kept = await store.passwordFor("b_production");
+    const old = await store.passwordFor("a_production");
+    await store.set("a_production", "new-password");
+    assert.equal(await store.passwordFor("a_production"), "new-password");
+    assert.equal(await new FilePasswordStore(dir).passwordFor("a_production"), "new-password", "saved");
+    assert.equal(await store.passwordFor("b_production"), kept);
+    await store.set("a_production", old);
+    assert.deepEqual(JSON.parse(await readFile(store.file, "utf8")), { a_production: old, b_production: kept });
+    assert.equal((await stat(store.file)).mode & 0o777, 0o600);
+  });
+
   void it("loses no password when many are asked for at once, and leaves no temp file", async () => {
     const dir = await tempDir();
     const store = new FilePasswordStore(dir);
