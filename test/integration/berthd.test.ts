@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import Database from "better-sqlite3";
 import { after, before, describe, test } from "node:test";
+import { Agent, request } from "undici";
 import { loadContract } from "../../src/api/contract.js";
 import { packSource } from "../../src/cli/upload.js";
 import { inspectContainer } from "../../src/host/docker.js";
@@ -142,6 +143,36 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     const releases = ((await admin("GET", "/v1/apps/alpha/envs/production/releases")).body as { releases: { number: number; status: string; reason: string }[] }).releases;
     assert.deepEqual(releases.map((r) => [r.number, r.status, r.reason]), [[3, "active", "rollback to r1"], [2, "superseded", "second"], [1, "superseded", "first via the API"]]);
     assert.equal((await httpsGet("alpha.test", "/health.txt")).status, 200);
+  });
+
+  test("berthd killed mid-deploy: the next start repairs it from the journal and the old release keeps serving", async () => {
+    const image = (await inspectContainer(client, "alpha-web-production"))!.Config.Image;
+    const before = ((await admin("GET", "/v1/apps/alpha/envs/production/releases")).body as { releases: { number: number; status: string }[] }).releases;
+    const started = (await admin("POST", "/v1/apps/alpha/envs/production/deploys", { images: { web: image }, reason: "to be cut short" })).body as { id: string };
+    // Follow the progress until the new container serves beside the old, then SIGKILL berthd.
+    const response = await request(`${daemon.url}/v1/operations/${started.id}/events`, { headers: { authorization: `Bearer ${daemon.adminToken}` }, dispatcher: new Agent({ connect: { ca: daemon.ca } }) });
+    let seen = "";
+    for await (const chunk of response.body) {
+      seen += (chunk as Buffer).toString();
+      if (/r\d+ health-window/.test(seen)) break;
+      assert.ok(!seen.includes("event: end"), `the deploy ended before it could be interrupted: ${seen}`);
+    }
+    daemon.process.kill("SIGKILL");
+    await new Promise((resolve) => daemon.process.once("exit", resolve));
+    assert.ok(await inspectContainer(client, "alpha-web-production-next"), "the half-made release's container is left behind by the kill");
+
+    daemon = await startDaemon(specDir, { stateDir: daemon.stateDir });
+    const operation = (await admin("GET", `/v1/operations/${started.id}`)).body as { state: string; error: { type: string } | null };
+    assert.deepEqual([operation.state, operation.error?.type], ["failed", "https://berth.dev/problems/interrupted"]);
+    const releases = ((await admin("GET", "/v1/apps/alpha/envs/production/releases")).body as { releases: { number: number; status: string; failure: string | null }[] }).releases;
+    assert.equal(releases.length, before.length + 1);
+    assert.equal(releases[0]!.status, "failed");
+    assert.match(releases[0]!.failure ?? "", /interrupted during "health-window"/);
+    assert.equal(releases.find((r) => r.status === "active")?.number, before.find((r) => r.status === "active")?.number, "the previous release is still the active one");
+    assert.equal(await inspectContainer(client, "alpha-web-production-next"), undefined, "the half-made container is gone");
+    assert.equal((await httpsGet("alpha.test", "/health.txt")).status, 200);
+    const env = (await admin("GET", "/v1/apps/alpha/envs/production")).body as { deploying: string | null };
+    assert.equal(env.deploying, null);
   });
 
   test("the remote CLI deploys the local working directory as an uploaded build context", async () => {

@@ -30,8 +30,8 @@ export interface Answer {
   text: string;
 }
 
-export async function startDaemon(specDir: string, options: { reconcile?: boolean; port?: number; nodeOptions?: string[] } = {}): Promise<Daemon> {
-  const stateDir = await mkdtemp(join(tmpdir(), "berthd-state-"));
+export async function startDaemon(specDir: string, options: { reconcile?: boolean; port?: number; nodeOptions?: string[]; stateDir?: string } = {}): Promise<Daemon> {
+  const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), "berthd-state-")));
   const port = options.port ?? API_PORT;
   const env = { ...process.env, BERTH_SECRETS_KEY: join(stateDir, "..", `${stateDir.split("/").pop()}.key`), BERTH_LOG_LEVEL: "info" } as Record<string, string>;
   const args = [...(options.nodeOptions ?? []), join(REPO_ROOT, "bin", "berthd"), "--spec", specDir, "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, ...(options.reconcile === false ? ["--no-reconcile"] : [])];
