@@ -1,4 +1,4 @@
-// Where the proxy's files are. A generation's own files (nginx.conf, includes/, sites/) are
+// Where the proxy's files are. A generation's own files (nginx.conf, generation.conf, sites/) are
 // named relative to it, so `nginx -t` can check a staged generation before `current` points
 // at it. Everything shared between generations has an absolute path in the proxy container.
 import type { EnvironmentPlan } from "../plan/types.js";
@@ -29,8 +29,9 @@ type EnvironmentName = Pick<EnvironmentPlan, "app" | "env">;
 /** Files of one generation, relative to its directory. */
 export const configFiles = {
   nginxConf: "nginx.conf",
-  proxyHeaders: "includes/proxy-headers.conf",
-  securityHeaders: ({ app, env }: EnvironmentName) => `includes/security-${app}-${env}.conf`,
+  /** A tiny server that answers the generation's token, so berth sees when new workers serve it. */
+  generation: "generation.conf",
+  /** One file per app: its upstreams and the servers of all its environments. */
   site: (app: string) => `sites/${app}.conf`,
 };
 

@@ -3,7 +3,8 @@
 // and the sites. Rendered files are included by relative paths, which nginx resolves from the
 // directory of the -c file: the same text works in a staged generation and behind `current`.
 import type { PlatformPlan } from "../plan/types.js";
-import type { ProxyPaths } from "./layout.js";
+import { proxyHeaders } from "./includes.js";
+import { configFiles, type ProxyPaths } from "./layout.js";
 import { block, DOLLAR_VARIABLE, renderConfig, word, type ConfigLine } from "./syntax.js";
 
 /** Fields of the JSON access log; app and env come from the `set` of each server. */
@@ -38,6 +39,9 @@ const TLS12_CIPHERS = [
   "ECDHE-RSA-CHACHA20-POLY1305",
 ];
 
+/** How nginx.conf includes the sites; a narrower check of one changed site replaces this line. */
+export const SITES_INCLUDE = "sites/*.conf";
+
 export function renderNginxConf(plan: PlatformPlan, paths: ProxyPaths): string {
   return renderConfig([
     `# Proxy of berth platform "${plan.platform}". Rendered by berth; do not edit: the next apply replaces it.`,
@@ -67,7 +71,9 @@ export function renderNginxConf(plan: PlatformPlan, paths: ProxyPaths): string {
       "",
       unknownHostServer(),
       "",
-      "include sites/*.conf;",
+      `include ${configFiles.generation};`,
+      "",
+      `include ${SITES_INCLUDE};`,
     ]),
   ]);
 }
@@ -157,6 +163,8 @@ function upstreamTransport(): ConfigLine[] {
     "proxy_http_version 1.1;",
     "proxy_connect_timeout 5s;",
     "proxy_next_upstream error timeout;",
+    "# Request headers for every upstream; no location sets its own, so all inherit these.",
+    ...proxyHeaders(),
   ];
 }
 
@@ -172,5 +180,25 @@ function unknownHostServer(): ConfigLine {
     "server_name _;",
     "ssl_reject_handshake on;",
     "return 421;",
+  ]);
+}
+
+/** Host name of the generation server: a tenant's domain cannot contain "_". */
+export const GENERATION_HOST = "_berth-generation";
+
+/**
+ * A server that answers every request naming its host with the token (a hash of the rest of the
+ * configuration) and nothing else. berth reads it after a reload: the new token means workers with the new
+ * configuration accept connections. Not logged; it reveals nothing but the hash.
+ */
+export function renderGenerationConf(token: string): string {
+  return renderConfig([
+    "# Rendered by berth; do not edit. Answers which configuration the worker that accepted the connection runs.",
+    block("server", [
+      "listen 80;",
+      `server_name ${GENERATION_HOST};`,
+      "access_log off;",
+      `return 200 ${token};`,
+    ]),
   ]);
 }

@@ -1,14 +1,15 @@
 // The proxy's whole configuration from the plan and what is running: pure and synchronous,
 // same input, same bytes, so apply can compare a render with the live generation and skip
 // the reload when nothing changed.
+import { createHash } from "node:crypto";
 import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
-import { renderProxyHeaders, renderSecurityHeaders } from "./includes.js";
 import { certificateFiles, certificateKey, configFiles, DEFAULT_PROXY_PATHS, pageFiles, type ProxyPaths } from "./layout.js";
-import { renderNginxConf } from "./nginx-conf.js";
+import { renderGenerationConf, renderNginxConf } from "./nginx-conf.js";
 import { maintenancePage, unavailablePage } from "./pages.js";
 import { renderSite, type ServedEnvironment } from "./sites.js";
 
 export { DEFAULT_PROXY_PATHS, certificateDirName, certificateFiles, certificateKey, configFiles, pageFiles } from "./layout.js";
+export { GENERATION_HOST } from "./nginx-conf.js";
 export type { ProxyPaths } from "./layout.js";
 
 export interface ProxyObserved {
@@ -19,27 +20,32 @@ export interface ProxyObserved {
 }
 
 export interface RenderedProxy {
-  /** One generation: paths relative to its directory (nginx.conf, includes/…, sites/…). */
+  /** One generation: paths relative to its directory (nginx.conf, generation.conf, sites/…). */
   config: Record<string, string>;
   /** Pages, relative to ProxyPaths.pages; shared by every generation. */
   pages: Record<string, string>;
+  /** A hash of the configuration; nginx answers it on GENERATION_HOST once it runs this one. */
+  token: string;
 }
 
 export function renderProxyConfig(plan: PlatformPlan, observed: ProxyObserved, paths: ProxyPaths = DEFAULT_PROXY_PATHS): RenderedProxy {
   const served = plan.environments.map((environment) => serveEnvironment(environment, observed, paths));
-  const config: Record<string, string> = {
-    [configFiles.nginxConf]: renderNginxConf(plan, paths),
-    [configFiles.proxyHeaders]: renderProxyHeaders(),
-  };
-  for (const { environment, certificate } of served) {
-    config[configFiles.securityHeaders(environment)] = renderSecurityHeaders(environment, certificate !== undefined);
-  }
+  const config: Record<string, string> = { [configFiles.nginxConf]: renderNginxConf(plan, paths) };
   const context = { upstreams: observed.upstreams, paths, httpsPort: plan.proxy.httpsPort };
   for (const [app, environments] of groupByApp(served)) config[configFiles.site(app)] = renderSite(app, environments, context);
+  const token = configToken(config);
+  config[configFiles.generation] = renderGenerationConf(token);
 
   const pages: Record<string, string> = { [pageFiles.unavailable]: unavailablePage() };
   for (const environment of plan.environments) pages[pageFiles.maintenance(environment)] = maintenancePage(environment);
-  return { config, pages };
+  return { config, pages, token };
+}
+
+/** Same files, same token; any changed byte, another one. */
+function configToken(config: Record<string, string>): string {
+  const hash = createHash("sha256");
+  for (const path of Object.keys(config).sort()) hash.update(`${path}\0${config[path]}\0`);
+  return hash.digest("hex").slice(0, 16);
 }
 
 /** TLS serves an environment once its certificate exists; before that, port 80 does. */

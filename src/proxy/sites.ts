@@ -3,7 +3,8 @@
 // with TLS off) its app answers on port 80, so a new environment works before ACME has run.
 import { BerthError } from "../errors.js";
 import type { EnvironmentPlan, RoutePlan } from "../plan/types.js";
-import { configFiles, pageFiles, type ProxyPaths } from "./layout.js";
+import { securityHeaders } from "./includes.js";
+import { pageFiles, type ProxyPaths } from "./layout.js";
 import { block, quoted, word, renderConfig, type ConfigBlock, type ConfigLine } from "./syntax.js";
 
 export interface ServedEnvironment {
@@ -90,7 +91,7 @@ function plainHttpServer(environment: EnvironmentPlan, context: SiteContext): Co
   return block("server", [
     "listen 80;",
     ...identity(environment),
-    ...appServerBody(environment, context, [acmeChallengeLocation(context.paths)]),
+    ...appServerBody(environment, false, context, [acmeChallengeLocation(context.paths)]),
   ]);
 }
 
@@ -100,7 +101,7 @@ function tlsServer(environment: EnvironmentPlan, certificate: { fullchain: strin
     ...identity(environment),
     `ssl_certificate ${word(certificate.fullchain)};`,
     `ssl_certificate_key ${word(certificate.privkey)};`,
-    ...appServerBody(environment, context, []),
+    ...appServerBody(environment, true, context, []),
   ]);
 }
 
@@ -120,13 +121,13 @@ interface Answers {
 }
 
 /**
- * The app itself, in maintenance or routed. The security headers are included at server level
- * too, for the locations that add no header of their own (ACME, error pages).
+ * The app itself, in maintenance or routed. The response headers are set at server level only:
+ * no location adds a header of its own, so every location (routes, ACME, error pages) sends them.
  */
-function appServerBody(environment: EnvironmentPlan, context: SiteContext, acmeLocations: ConfigBlock[]): ConfigLine[] {
+function appServerBody(environment: EnvironmentPlan, isServedOverTls: boolean, context: SiteContext, acmeLocations: ConfigBlock[]): ConfigLine[] {
   const answers = environment.isInMaintenance ? maintenanceAnswers(environment, context.paths) : routedAnswers(environment, context.paths);
   return [
-    `include ${configFiles.securityHeaders(environment)};`,
+    ...securityHeaders(environment, isServedOverTls),
     answers.errorPage,
     ...[...acmeLocations, ...answers.locations].flatMap((location) => ["", location]),
   ];
@@ -145,12 +146,11 @@ function maintenanceAnswers(environment: EnvironmentPlan, paths: ProxyPaths): An
 
 /** The routes; nginx's own 502 and 504 (no replica answered in time) become the unavailable page. */
 function routedAnswers(environment: EnvironmentPlan, paths: ProxyPaths): Answers {
-  const securityHeaders = configFiles.securityHeaders(environment);
   const hasRootRoute = environment.routes.some((route) => route.kind === "prefix" && route.path === "/");
   return {
     errorPage: `error_page 502 504 ${UNAVAILABLE_URI};`,
     locations: [
-      ...environment.routes.map((route) => routeLocation(route, securityHeaders)),
+      ...environment.routes.map((route) => routeLocation(route)),
       ...(hasRootRoute ? [] : [notFoundLocation()]),
       pageLocation(UNAVAILABLE_URI, `${paths.pages}/${pageFiles.unavailable}`),
     ],
@@ -167,16 +167,14 @@ function acmeChallengeLocation(paths: ProxyPaths): ConfigBlock {
 
 /**
  * Regex routes keep their plan order among themselves (nginx tries regexes in file order);
- * prefix routes match by longest prefix wherever they stand.
+ * prefix routes match by longest prefix wherever they stand. Request and response headers are
+ * inherited (http and server level): a header line here would drop all the inherited ones.
  */
-function routeLocation(route: RoutePlan, securityHeaders: string): ConfigBlock {
+function routeLocation(route: RoutePlan): ConfigBlock {
   const match = route.kind === "regex" ? `~ ${quoted(route.path)}` : word(route.path);
   return block(`location ${match}`, [
     `limit_req zone=${route.limit.name} burst=${route.limit.burst} nodelay;`,
     `proxy_pass http://${route.upstream};`,
-    `include ${configFiles.proxyHeaders};`,
-    `include ${securityHeaders};`,
-    "add_header Cache-Control $berth_asset_cache_control;",
   ]);
 }
 

@@ -6,6 +6,7 @@ import type { PlatformPlan } from "../../src/plan/types.js";
 import {
   configFiles,
   DEFAULT_PROXY_PATHS,
+  GENERATION_HOST,
   pageFiles,
   renderProxyConfig,
   type ProxyObserved,
@@ -64,6 +65,16 @@ upstream shop_web_production {
 }
 `;
 
+/** Response headers of an app server (production is served over TLS in the first test only). */
+const securityHeaders = (hsts = "") => `    add_header X-Frame-Options "DENY" always;
+    add_header X-Content-Type-Options "nosniff" always;
+    add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+    add_header Content-Security-Policy "default-src 'self'" always;
+${hsts}    add_header X-Request-ID $berth_request_id always;
+    add_header Cache-Control $berth_asset_cache_control;
+`;
+const HSTS = '    add_header Strict-Transport-Security "max-age=86400; includeSubDomains" always;\n';
+
 const ACME_LOCATION = `    location ^~ /.well-known/acme-challenge/ {
         root /var/www/acme;
         default_type text/plain;
@@ -73,25 +84,16 @@ const ACME_LOCATION = `    location ^~ /.well-known/acme-challenge/ {
 const PRODUCTION_ROUTES = `    location ~ "^/api/v[0-9]+\\.json" {
         limit_req zone=api burst=10 nodelay;
         proxy_pass http://shop_api_production;
-        include includes/proxy-headers.conf;
-        include includes/security-shop-production.conf;
-        add_header Cache-Control $berth_asset_cache_control;
     }
 
     location /static/ {
         limit_req zone=general burst=50 nodelay;
         proxy_pass http://shop_web_production;
-        include includes/proxy-headers.conf;
-        include includes/security-shop-production.conf;
-        add_header Cache-Control $berth_asset_cache_control;
     }
 
     location / {
         limit_req zone=general burst=50 nodelay;
         proxy_pass http://shop_web_production;
-        include includes/proxy-headers.conf;
-        include includes/security-shop-production.conf;
-        add_header Cache-Control $berth_asset_cache_control;
     }
 
     location = /__berth/unavailable.html {
@@ -117,8 +119,7 @@ server {
     server_name staging.shop.example;
     set $berth_app shop;
     set $berth_env staging;
-    include includes/security-shop-staging.conf;
-    error_page 503 /__berth/maintenance.html;
+${securityHeaders()}    error_page 503 /__berth/maintenance.html;
 
 ${ACME_LOCATION}
     location / {
@@ -160,8 +161,7 @@ server {
     set $berth_env production;
     ssl_certificate /etc/berth/certs/shop-production/fullchain.pem;
     ssl_certificate_key /etc/berth/certs/shop-production/privkey.pem;
-    include includes/security-shop-production.conf;
-    error_page 502 504 /__berth/unavailable.html;
+${securityHeaders(HSTS)}    error_page 502 504 /__berth/unavailable.html;
 
 ${PRODUCTION_ROUTES}}
 
@@ -180,8 +180,7 @@ server {
     server_name shop.example www.shop.example;
     set $berth_app shop;
     set $berth_env production;
-    include includes/security-shop-production.conf;
-    error_page 502 504 /__berth/unavailable.html;
+${securityHeaders()}    error_page 502 504 /__berth/unavailable.html;
 
 ${ACME_LOCATION}
 ${PRODUCTION_ROUTES}}
@@ -191,21 +190,12 @@ ${STAGING_IN_MAINTENANCE}`,
   });
 
   test("HSTS is sent only by an environment served over TLS", () => {
-    const securityHeaders = (hsts: string) => `# Response headers of shop/${hsts ? "production" : "staging"}. Rendered by berth; do not edit.
-add_header X-Frame-Options "DENY" always;
-add_header X-Content-Type-Options "nosniff" always;
-add_header Referrer-Policy "strict-origin-when-cross-origin" always;
-add_header Content-Security-Policy "default-src 'self'" always;
-${hsts}add_header X-Request-ID $berth_request_id always;
-`;
-    const withTls = renderProxyConfig(shopPlan(), SHOP_OBSERVED).config;
-    assert.equal(
-      withTls["includes/security-shop-production.conf"],
-      securityHeaders('add_header Strict-Transport-Security "max-age=86400; includeSubDomains" always;\n'),
-    );
-    assert.equal(withTls["includes/security-shop-staging.conf"], securityHeaders(""));
-    const withoutTls = renderProxyConfig(shopPlan("off"), SHOP_OBSERVED).config;
-    assert.doesNotMatch(withoutTls["includes/security-shop-production.conf"]!, /Strict-Transport-Security/);
+    const withTls = renderProxyConfig(shopPlan(), SHOP_OBSERVED).config["sites/shop.conf"]!;
+    assert.equal(withTls.split(HSTS).length, 2, "once: by production's server on 443");
+    assert.ok(withTls.indexOf(HSTS) > withTls.indexOf("listen 443 ssl http2;"));
+    assert.ok(withTls.indexOf(HSTS) < withTls.indexOf("# shop/staging"));
+    const withoutTls = renderProxyConfig(shopPlan("off"), SHOP_OBSERVED).config["sites/shop.conf"]!;
+    assert.doesNotMatch(withoutTls, /Strict-Transport-Security/);
   });
 
   test("redirects without a port when the public HTTPS port is 443", () => {
@@ -316,6 +306,16 @@ http {
     proxy_http_version 1.1;
     proxy_connect_timeout 5s;
     proxy_next_upstream error timeout;
+    # Request headers for every upstream; no location sets its own, so all inherit these.
+    proxy_set_header Host $host;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_set_header X-Forwarded-Proto $scheme;
+    proxy_set_header X-Forwarded-Host $host;
+    proxy_set_header X-Forwarded-Port $berth_forwarded_port;
+    proxy_set_header X-Request-ID $berth_request_id;
+    proxy_set_header Upgrade $http_upgrade;
+    proxy_set_header Connection $berth_connection_upgrade;
 
     server {
         listen 80 default_server;
@@ -325,39 +325,37 @@ http {
         return 421;
     }
 
+    include generation.conf;
+
     include sites/*.conf;
 }
 `,
     );
   });
 
-  test("proxy headers: forwarded identity, the request id and WebSocket upgrades", () => {
-    const { config } = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+  test("generation.conf: a server for berth's own host that answers the configuration's token", () => {
+    const rendered = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+    assert.match(rendered.token, /^[0-9a-f]{16}$/);
     assert.equal(
-      config["includes/proxy-headers.conf"],
-      `# Request headers for every upstream. Rendered by berth; do not edit.
-proxy_set_header Host $host;
-proxy_set_header X-Real-IP $remote_addr;
-proxy_set_header X-Forwarded-For $remote_addr;
-proxy_set_header X-Forwarded-Proto $scheme;
-proxy_set_header X-Forwarded-Host $host;
-proxy_set_header X-Forwarded-Port $berth_forwarded_port;
-proxy_set_header X-Request-ID $berth_request_id;
-proxy_set_header Upgrade $http_upgrade;
-proxy_set_header Connection $berth_connection_upgrade;
+      rendered.config["generation.conf"],
+      `# Rendered by berth; do not edit. Answers which configuration the worker that accepted the connection runs.
+server {
+    listen 80;
+    server_name ${GENERATION_HOST};
+    access_log off;
+    return 200 ${rendered.token};
+}
 `,
     );
+    assert.match(GENERATION_HOST, /_/, "no tenant domain can be this host");
+    const other = renderProxyConfig(shopPlan(), { ...SHOP_OBSERVED, upstreams: { shop_api_production: ["10.0.1.9:3000"] } });
+    assert.notEqual(other.token, rendered.token, "another configuration, another token");
+    assert.equal(renderProxyConfig(shopPlan(), SHOP_OBSERVED).token, rendered.token);
   });
 
   test("renders exactly these files and pages", () => {
     const rendered = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
-    assert.deepEqual(Object.keys(rendered.config), [
-      "nginx.conf",
-      "includes/proxy-headers.conf",
-      "includes/security-shop-production.conf",
-      "includes/security-shop-staging.conf",
-      "sites/shop.conf",
-    ]);
+    assert.deepEqual(Object.keys(rendered.config), ["nginx.conf", "sites/shop.conf", "generation.conf"]);
     assert.deepEqual(Object.keys(rendered.pages), ["unavailable.html", "shop-production/maintenance.html", "shop-staging/maintenance.html"]);
   });
 
@@ -472,17 +470,13 @@ function locations(server: Server): Directive[] {
   return server.directives.filter((directive) => directive.name === "location");
 }
 
-function includesOf(directives: Directive[]): string[] {
-  return directives.filter((directive) => directive.name === "include").map((directive) => directive.args[0]!);
-}
-
 describe("renderProxyConfig: properties of the reference platform", async () => {
   for (const { name, plan, observed } of await scenarios()) {
     describe(name, () => {
       const rendered = renderProxyConfig(plan, observed);
       const files = parseAll(rendered);
       const servers = serversOf(files);
-      const tenantServers = servers.filter((server) => !server.names.includes("_"));
+      const tenantServers = servers.filter((server) => !server.names.includes("_") && !server.names.includes(GENERATION_HOST));
       const hasCertificate = (environment: PlatformPlan["environments"][number]) =>
         observed.certificates[`${environment.app}/${environment.env}`] === true;
       /** The server that serves an environment's app: on 443 once it has a certificate. */
@@ -562,30 +556,32 @@ describe("renderProxyConfig: properties of the reference platform", async () => 
         }
       });
 
-      test("every location that adds headers repeats the security headers of its environment", () => {
+      test("request and response headers are set once per level, and every location inherits them", () => {
+        const http = files.get(configFiles.nginxConf)!.find((d) => d.name === "http")!.children!;
+        const requestHeaders = http.filter((d) => d.name === "proxy_set_header").map((d) => d.args[0]);
+        assert.deepEqual(requestHeaders, ["Host", "X-Real-IP", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Port", "X-Request-ID", "Upgrade", "Connection"]);
         for (const server of tenantServers) {
-          const serverIncludes = includesOf(server.directives).filter((path) => path.startsWith("includes/security-"));
           for (const location of locations(server)) {
-            const addsHeaders = location.children!.some((d) => d.name === "add_header");
-            if (addsHeaders) assert.deepEqual(includesOf(location.children!).filter((path) => path.startsWith("includes/security-")), serverIncludes);
-            if (location.children!.some((d) => d.name === "proxy_pass")) {
-              assert.ok(includesOf(location.children!).includes(configFiles.proxyHeaders));
-              assert.ok(location.children!.some((d) => d.name === "limit_req"));
-            }
+            // A header line in a location would drop every inherited one there.
+            assert.ok(!location.children!.some((d) => d.name === "add_header" || d.name === "proxy_set_header" || d.name === "include"), `${server.names[0]} ${location.args.join(" ")}`);
+            if (location.children!.some((d) => d.name === "proxy_pass")) assert.ok(location.children!.some((d) => d.name === "limit_req"));
+          }
+          const isRedirect = locations(server).some((location) => location.children!.some((d) => d.name === "return" && d.args[0] === "308"));
+          if (isRedirect) continue;
+          const headers = server.directives.filter((d) => d.name === "add_header").map((d) => d.args[0]);
+          for (const name of ["X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy", "Content-Security-Policy", "X-Request-ID", "Cache-Control"]) {
+            assert.ok(headers.includes(name), `${server.names[0]} sets ${name}`);
           }
         }
       });
 
       test("HSTS is sent only on port 443", () => {
-        const hstsFiles = Object.entries(rendered.config)
-          .filter(([, text]) => text.includes("Strict-Transport-Security"))
-          .map(([path]) => path);
         for (const server of tenantServers) {
-          const included = [...includesOf(server.directives), ...locations(server).flatMap((location) => includesOf(location.children!))];
-          if (!server.ports.includes("443")) assert.deepEqual(included.filter((path) => hstsFiles.includes(path)), [], server.names[0]);
+          const hsts = server.directives.some((d) => d.name === "add_header" && d.args[0] === "Strict-Transport-Security");
+          if (!server.ports.includes("443")) assert.ok(!hsts, server.names[0]);
         }
-        const tlsWithHsts = plan.environments.filter((environment) => environment.headers.hsts && hasCertificate(environment));
-        assert.equal(hstsFiles.length, tlsWithHsts.length);
+        const withHsts = tenantServers.filter((server) => server.directives.some((d) => d.name === "add_header" && d.args[0] === "Strict-Transport-Security"));
+        assert.equal(withHsts.length, plan.environments.filter((environment) => environment.headers.hsts && hasCertificate(environment)).length);
       });
 
       test("every port-80 server answers ACME challenges ahead of any regex route", () => {
