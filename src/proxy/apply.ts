@@ -1,20 +1,36 @@
 // Safe proxy changes: render into a new generation directory, `nginx -t` it inside the proxy
 // container, swap the `current` symlink atomically, reload gracefully. On failure the running
 // configuration is untouched and nginx's own words are shown.
+//
+// A generation holds every file of its configuration, but only what changed is written: an
+// unchanged file is a hard link to the live generation's, and a manifest (the hash of each file)
+// tells what changed without reading the live files back. What nginx checks is narrowed the same
+// way, when that is as good as checking everything (see `narrowCheck`).
 import { execFile } from "node:child_process";
-import { mkdir, open, readdir, readFile, readlink, rename, rm, symlink, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { link, mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { request } from "node:http";
 import { dirname, join } from "node:path";
 import { BerthError } from "../errors.js";
 import { engine, execIn, type Docker } from "../host/docker.js";
-import { writeIfChanged } from "../host/files.js";
+import { writeFileAtomic, writeIfChanged } from "../host/files.js";
+import { GENERATION_HOST, SITES_INCLUDE } from "./nginx-conf.js";
 
 /** Where the proxy's directory is mounted inside its container. */
 export const PROXY_MOUNT = "/etc/berth";
 const KEPT_GENERATIONS = 3;
+/** Beside a generation's files; nginx never reads it (it includes only nginx.conf's own includes). */
+const MANIFEST = "berth-manifest.json";
+/** The narrowed check's main file, in the generation directory so relative includes resolve alike. */
+const CHECK_CONF = "berth-check.conf";
+/** Up to this many written files are fsynced one by one; more, and the filesystem is synced once. */
+const FSYNC_EACH_MAX = 32;
 
 export interface ProxyFiles {
   config: Record<string, string>;
   pages: Record<string, string>;
+  /** The rendered token (RenderedProxy.token), returned by stageProxyConfig for reloadProxy. */
+  token?: string;
 }
 
 export interface ProxyDir {
@@ -30,6 +46,17 @@ export function proxyDir(stateDir: string): ProxyDir {
   return { root, gen: join(root, "gen"), current: join(root, "current"), pages: join(root, "pages"), certs: join(root, "certs") };
 }
 
+/** What berth knows about a generation it wrote. */
+interface Manifest {
+  version: 1;
+  /** Whether nginx accepted it: the whole of it, or a narrowed check equivalent to that. */
+  validated: boolean;
+  /** sha256 of each file, by path relative to the generation. */
+  files: Record<string, string>;
+  /** Certificate and key files the configuration names, as nginx saw them when it was checked. */
+  certificates: Record<string, string>;
+}
+
 async function currentGeneration(dir: ProxyDir): Promise<number | undefined> {
   const target = await readlink(dir.current).catch(() => undefined);
   const match = target ? /(\d+)$/.exec(target) : null;
@@ -41,26 +68,33 @@ async function generations(dir: ProxyDir): Promise<number[]> {
   return entries.filter((entry) => /^\d+$/.test(entry)).map(Number).sort((a, b) => a - b);
 }
 
-async function sameAsGeneration(dir: ProxyDir, generation: number, config: Record<string, string>): Promise<boolean> {
-  const base = join(dir.gen, String(generation));
+async function readManifest(generationDir: string): Promise<Manifest | undefined> {
+  try {
+    const manifest = JSON.parse(await readFile(join(generationDir, MANIFEST), "utf8")) as Manifest;
+    return manifest.version === 1 && typeof manifest.files === "object" ? manifest : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/** A generation written by an older berth has no manifest: its files are read back and compared. */
+async function sameAsGeneration(base: string, config: Record<string, string>): Promise<boolean> {
   for (const [path, content] of Object.entries(config)) {
     if ((await readFile(join(base, path), "utf8").catch(() => undefined)) !== content) return false;
   }
-  const listed = await listFiles(base);
-  return listed.length === Object.keys(config).length;
-}
-
-async function listFiles(base: string): Promise<string[]> {
   const entries = await readdir(base, { recursive: true, withFileTypes: true }).catch(() => []);
-  return entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
+  return entries.filter((entry) => entry.isFile() && entry.name !== MANIFEST).length === Object.keys(config).length;
 }
 
-export type ProxyValidator = (generationDirInContainer: string) => Promise<{ ok: boolean; output: string }>;
+/** Validates the configuration whose main file is at this path inside the proxy container. */
+export type ProxyValidator = (mainFileInContainer: string) => Promise<{ ok: boolean; output: string }>;
 
 /** Validates with `nginx -t` in the running proxy container. */
 export function validateInContainer(docker: Docker, container: string): ProxyValidator {
-  return async (generation) => {
-    const { exitCode, output } = await execIn(docker, container, ["nginx", "-t", "-q", "-c", `${generation}/nginx.conf`]);
+  return async (mainFile) => {
+    const { exitCode, output } = await execIn(docker, container, ["nginx", "-t", "-q", "-c", mainFile]);
     return { ok: exitCode === 0, output };
   };
 }
@@ -68,36 +102,48 @@ export function validateInContainer(docker: Docker, container: string): ProxyVal
 export interface StagedProxy {
   changed: boolean;
   generation: number;
+  /** What nginx checked: everything, only the changed files (see narrowCheck), or nothing (no validator, or no change). */
+  checked: "all" | "changed" | "none";
+  /** The live configuration's token, when the files carried one. */
+  token?: string;
 }
 
 /**
  * Writes pages (additive, by name), then the config as a new generation when it differs from
  * the live one, validates it and swaps `current` to it. Does not reload: the caller does,
- * once the proxy container is attached to every network the config points at.
+ * once the proxy container is attached to every network the config points at; and then
+ * `pruneGenerations`, which is no business of the switch.
  */
 export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validate: ProxyValidator | undefined): Promise<StagedProxy> {
   await mkdir(dir.gen, { recursive: true });
-  let changed = false;
-  for (const [path, content] of Object.entries(files.pages)) {
-    if (await writeIfChanged(join(dir.pages, path), content)) changed = true;
-  }
+  const token = files.token ? { token: files.token } : {};
   const live = await currentGeneration(dir);
-  if (live !== undefined && (await sameAsGeneration(dir, live, files.config))) return { changed, generation: live };
+  const liveDir = live === undefined ? undefined : join(dir.gen, String(live));
+  const [pagesChanged, liveManifest] = await Promise.all([writePages(dir, files.pages), liveDir ? readManifest(liveDir) : undefined]);
+  const hashes = Object.fromEntries(Object.entries(files.config).map(([path, content]) => [path, sha256(content)]));
+  if (live !== undefined && liveDir !== undefined) {
+    const isSame = liveManifest
+      ? sameKeys(liveManifest.files, hashes) && Object.entries(hashes).every(([path, hash]) => liveManifest.files[path] === hash)
+      : await sameAsGeneration(liveDir, files.config);
+    if (isSame) return { changed: pagesChanged, generation: live, checked: "none", ...token };
+  }
 
   const generation = ((await generations(dir)).at(-1) ?? 0) + 1;
   const staging = join(dir.gen, `${generation}.staging`);
-  await rm(staging, { recursive: true, force: true });
-  // The staging directory is not live until the symlink swap: plain writes, then one sync.
-  const folders = new Set(Object.keys(files.config).map((path) => dirname(join(staging, path))));
-  await Promise.all([...folders].map((folder) => mkdir(folder, { recursive: true })));
-  await Promise.all(Object.entries(files.config).map(([path, content]) => writeFile(join(staging, path), content)));
-  await syncFilesystem(staging);
   const final = join(dir.gen, String(generation));
+  await rm(staging, { recursive: true, force: true });
+  const reusable = (path: string) => liveManifest !== undefined && liveDir !== undefined && liveManifest.files[path] === hashes[path];
+  const written = await writeGeneration(staging, files.config, (path) => (reusable(path) ? join(liveDir!, path) : undefined));
   await rename(staging, final);
 
   // Validate before swapping: a broken file behind `current` would survive until nginx restarts.
+  const certificates = await certificateStates(dir, files.config);
+  let checked: StagedProxy["checked"] = "none";
   if (validate) {
-    const result = await validate(`${PROXY_MOUNT}/gen/${generation}`);
+    const narrowed = liveDir && liveManifest ? await narrowCheck(liveDir, liveManifest, files.config, written, certificates) : undefined;
+    if (narrowed !== undefined) await writeFile(join(final, CHECK_CONF), narrowed);
+    checked = narrowed !== undefined ? "changed" : "all";
+    const result = await validate(`${PROXY_MOUNT}/gen/${generation}/${narrowed !== undefined ? CHECK_CONF : "nginx.conf"}`);
     if (!result.ok) {
       await rm(final, { recursive: true, force: true });
       throw new BerthError(
@@ -106,31 +152,161 @@ export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validat
         "This is a bug in berth's rendering or an unusual value in the spec; report it with the message above.",
       );
     }
+    if (narrowed !== undefined) await rm(join(final, CHECK_CONF), { force: true });
   }
+  const manifest: Manifest = { version: 1, validated: validate !== undefined, files: hashes, certificates };
+  await writeFile(join(final, MANIFEST), JSON.stringify(manifest));
+
   const link = `${dir.current}.new`;
   await rm(link, { force: true });
   await symlink(`gen/${generation}`, link);
   await rename(link, dir.current);
-  await pruneGenerations(dir, generation);
-  return { changed: true, generation };
+  return { changed: true, generation, checked, ...token };
 }
 
-/** One syncfs(2) for the whole generation instead of an fsync per file. */
-async function syncFilesystem(path: string): Promise<void> {
+function sameKeys(a: Record<string, string>, b: Record<string, string>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => key in b);
+}
+
+/**
+ * Pages are shared by all generations and written in place (atomically), only when changed;
+ * a manifest of their hashes saves reading a page per environment back on every change.
+ */
+async function writePages(dir: ProxyDir, pages: Record<string, string>): Promise<boolean> {
+  const manifestPath = join(dir.pages, ".berth-pages.json");
+  const known = await readFile(manifestPath, "utf8").then((text) => JSON.parse(text) as Record<string, string>, () => undefined);
+  const hashes = Object.fromEntries(Object.entries(pages).map(([path, content]) => [path, sha256(content)]));
+  const wrote = await Promise.all(
+    Object.entries(pages).map(async ([path, content]) => {
+      if (known?.[path] === hashes[path]) return false;
+      return writeIfChanged(join(dir.pages, path), content);
+    }),
+  );
+  if (Object.entries(hashes).some(([path, hash]) => known?.[path] !== hash)) await writeFileAtomic(manifestPath, JSON.stringify({ ...known, ...hashes }));
+  return wrote.some(Boolean);
+}
+
+/**
+ * Writes a generation: each file either linked from the live generation (`reuse` names it) or
+ * written. Then made durable before anyone can point at it: the written files and every
+ * directory (the links are directory entries) synced one by one, or, when many were written,
+ * the whole filesystem at once. Returns the paths it wrote.
+ */
+async function writeGeneration(staging: string, config: Record<string, string>, reuse: (path: string) => string | undefined): Promise<string[]> {
+  const folders = [...new Set(Object.keys(config).map((path) => dirname(join(staging, path))))].sort();
+  await mkdir(staging, { recursive: true });
+  await Promise.all(folders.map((folder) => mkdir(folder, { recursive: true })));
+  const written: string[] = [];
+  await Promise.all(
+    Object.entries(config).map(async ([path, content]) => {
+      const source = reuse(path);
+      if (source && (await link(source, join(staging, path)).then(() => true, () => false))) return;
+      await writeFile(join(staging, path), content);
+      written.push(path);
+    }),
+  );
+  if (written.length > FSYNC_EACH_MAX) await syncFilesystem(staging);
+  else await Promise.all([...written.map((path) => join(staging, path)), ...new Set([staging, ...folders])].map(fsync));
+  return written;
+}
+
+async function fsync(path: string): Promise<void> {
   const handle = await open(path, "r");
   try {
     await handle.sync();
   } finally {
     await handle.close();
   }
+}
+
+/** One syncfs(2) for the whole generation instead of an fsync per file. */
+async function syncFilesystem(path: string): Promise<void> {
+  await fsync(path);
   await new Promise<void>((resolve) => execFile("sync", ["-f", path], () => resolve()));
 }
 
-async function pruneGenerations(dir: ProxyDir, live: number): Promise<void> {
-  const all = await generations(dir);
-  for (const old of all.slice(0, Math.max(0, all.length - KEPT_GENERATIONS))) {
-    if (old !== live) await rm(join(dir.gen, String(old)), { recursive: true, force: true });
+/**
+ * The files nginx reads besides the configuration that a check depends on: certificates and
+ * keys. A state is the file's identity and version; one that cannot be known (a path outside
+ * the proxy's mount) is "unknown", which never compares equal, so such a config is always
+ * checked whole.
+ */
+async function certificateStates(dir: ProxyDir, config: Record<string, string>): Promise<Record<string, string>> {
+  const paths = new Set<string>();
+  for (const content of Object.values(config)) {
+    for (const match of content.matchAll(/^\s*ssl_certificate(?:_key)?\s+("?)([^";\s]+)\1\s*;/gm)) paths.add(match[2]!);
   }
+  const states = await Promise.all(
+    [...paths].map(async (path): Promise<[string, string]> => {
+      if (!path.startsWith(`${PROXY_MOUNT}/`)) return [path, "unknown"];
+      const info = await stat(join(dir.root, path.slice(PROXY_MOUNT.length + 1))).catch(() => undefined);
+      return [path, info ? `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}` : "missing"];
+    }),
+  );
+  return Object.fromEntries(states.sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/**
+ * The lines of a file that reach beyond its own blocks: anything at http level (upstream
+ * names, servers), and in a server the names, ports, variables it sets, files it includes and
+ * certificates. Two versions with the same shape differ only in what nginx checks within
+ * the file itself (locations, routes, upstream addresses, headers, limits).
+ */
+function shape(content: string): string {
+  return content
+    .split("\n")
+    .filter((line) => {
+      const text = line.trim();
+      if (text === "" || text.startsWith("#") || text === "}") return false;
+      return !/^\s/.test(line) || /^(listen|server_name|set|include|ssl_certificate|ssl_certificate_key|http2|ssl_reject_handshake)\b/.test(text);
+    })
+    .join("\n");
+}
+
+/**
+ * When checking only the changed files is as good as checking everything, the main file of
+ * that narrower check (nginx.conf with its sites include narrowed to the changed sites), else
+ * undefined. It is when:
+ * - the live generation was itself checked (by induction, it is valid as a whole);
+ * - the same files exist, nginx.conf is the same, and every certificate and key is the one
+ *   nginx read then (a renewed certificate gets checked with everything);
+ * - every changed file keeps its shape: the same server names and listen lines (so the
+ *   shared server-name hash builds as before), upstream names (no new duplicate), variables.
+ * Changed files outside sites/ are still checked, through nginx.conf's own includes.
+ */
+async function narrowCheck(
+  liveDir: string,
+  live: Manifest,
+  config: Record<string, string>,
+  written: string[],
+  certificates: Record<string, string>,
+): Promise<string | undefined> {
+  const main = config["nginx.conf"];
+  const sitesLine = `include ${SITES_INCLUDE};`;
+  if (!live.validated || main === undefined || written.includes("nginx.conf") || !sameKeys(live.files, config)) return undefined;
+  if (main.split("\n").filter((line) => line.trim() === sitesLine).length !== 1) return undefined;
+  const liveCertificates = live.certificates ?? {};
+  if (!sameKeys(liveCertificates, certificates) || Object.entries(certificates).some(([path, state]) => state === "unknown" || liveCertificates[path] !== state)) return undefined;
+  for (const path of written) {
+    const before = await readFile(join(liveDir, path), "utf8").catch(() => undefined);
+    if (before === undefined || shape(before) !== shape(config[path]!)) return undefined;
+  }
+  const sitePrefix = SITES_INCLUDE.slice(0, SITES_INCLUDE.lastIndexOf("/") + 1);
+  const changedSites = written.filter((path) => path.startsWith(sitePrefix)).sort();
+  return main
+    .split("\n")
+    .flatMap((line) => (line.trim() === sitesLine ? changedSites.map((path) => line.replace(SITES_INCLUDE, path)) : [line]))
+    .join("\n");
+}
+
+/** Removes all but the last KEPT_GENERATIONS generations (never the live one). */
+export async function pruneGenerations(dir: ProxyDir): Promise<void> {
+  const live = await currentGeneration(dir);
+  const all = await generations(dir);
+  await Promise.all(
+    all.slice(0, Math.max(0, all.length - KEPT_GENERATIONS)).filter((old) => old !== live).map((old) => rm(join(dir.gen, String(old)), { recursive: true, force: true })),
+  );
 }
 
 /** PIDs of nginx workers that serve the current configuration (not those shutting down). */
@@ -141,19 +317,59 @@ async function activeWorkers(docker: Docker, container: string): Promise<Set<str
   return new Set(top.Processes.filter((row) => /worker process$/.test(row[command] ?? "")).map((row) => row[pid]!));
 }
 
+/** Where berth asks nginx which configuration serves: the token of the staged one, and the proxy's addresses (port 80 inside). */
+export interface ReloadProbe {
+  token: string;
+  /** "ip" or "ip:port"; each is tried in turn. */
+  addresses: string[];
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The token the worker that accepted a fresh connection answers, or undefined. */
+function askToken(address: string): Promise<string | undefined> {
+  const [host, port] = /^(.*?)(?::(\d+))?$/.exec(address)!.slice(1);
+  return new Promise((resolve) => {
+    const req = request({ host: host!.replace(/^\[|\]$/g, ""), port: Number(port ?? 80), path: "/", headers: { host: GENERATION_HOST }, agent: false, timeout: 1000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => resolve(res.statusCode === 200 ? body.trim() : undefined));
+      res.on("error", () => resolve(undefined));
+    });
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolve(undefined));
+    req.end();
+  });
+}
+
 /**
  * Graceful reload: old workers finish their requests, new ones take the new config. nginx's
  * master is the container's main process, so SIGHUP reaches it directly (`nginx -s reload`
  * would parse the whole configuration once more just to find the pid). Returns once new
  * workers run: until then the old configuration still routes, so a caller must not stop
  * what it pointed at any sooner.
+ *
+ * With a probe, "new workers run" is a fresh connection answered with the new token (a worker
+ * that accepted it runs the new configuration): a cheap request every 10 ms. Without one, the
+ * container's processes are listed until a worker pid appears that was not there before.
  */
-export async function reloadProxy(docker: Docker, container: string, timeoutMs = 30_000): Promise<void> {
-  const before = await activeWorkers(docker, container);
+export async function reloadProxy(docker: Docker, container: string, options: { probe?: ReloadProbe; timeoutMs?: number } = {}): Promise<void> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const deadline = Date.now() + timeoutMs;
+  const { probe } = options;
+  const before = probe ? undefined : await activeWorkers(docker, container);
   await engine(`reloading ${container}`, () => docker.getContainer(container).kill({ signal: "SIGHUP" }));
-  for (const deadline = Date.now() + timeoutMs; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 20))) {
-    const now = await activeWorkers(docker, container);
-    if ([...now].some((pid) => !before.has(pid))) return;
+  if (probe) {
+    for (let round = 0; Date.now() < deadline; round++) {
+      for (const address of probe.addresses) if ((await askToken(address)) === probe.token) return;
+      await sleep(round < 100 ? 10 : 50);
+    }
+  } else {
+    for (; Date.now() < deadline; await sleep(20)) {
+      const now = await activeWorkers(docker, container);
+      if ([...now].some((pid) => !before!.has(pid))) return;
+    }
   }
   throw new BerthError("PROXY_CONFIG_REJECTED", `nginx did not start workers with the new configuration within ${timeoutMs / 1000} s`, "Check `docker logs` of the proxy container.");
 }

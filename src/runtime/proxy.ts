@@ -8,7 +8,7 @@ import { BerthError } from "../errors.js";
 import { demuxLogs, engine, inspectContainer, logTail, waitHealthy, type Docker } from "../host/docker.js";
 import type { PlatformPlan } from "../plan/types.js";
 import { platformLabels } from "../plan/names.js";
-import { PROXY_MOUNT, proxyDir, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../proxy/apply.js";
+import { PROXY_MOUNT, proxyDir, pruneGenerations, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../proxy/apply.js";
 import { renderProxyConfig, type ProxyObserved } from "../proxy/render.js";
 import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
 import type { Change } from "./apply.js";
@@ -53,13 +53,13 @@ export function proxyCreateOptions(plan: PlatformPlan, stateDir: string): Docker
   });
 }
 
-interface Running {
+export interface Running {
   networks: Record<string, string>;
   isHealthy: boolean;
 }
 
-/** Running containers of the platform by name, from one engine call (not one per container). */
-async function runningContainers(docker: Docker, platform: string): Promise<Map<string, Running>> {
+/** Running tenant containers of the platform by name, from one engine call (not one per container). */
+export async function runningContainers(docker: Docker, platform: string): Promise<Map<string, Running>> {
   const list = await engine("listing containers", () =>
     docker.listContainers({ filters: JSON.stringify({ label: [`berth.platform=${platform}`, "berth.role=tenant"] }) }),
   );
@@ -80,8 +80,7 @@ async function runningContainers(docker: Docker, platform: string): Promise<Map<
  * a failing replica gets no traffic; if none is healthy, all running ones do
  * (better a struggling upstream than a certain 502).
  */
-async function observeUpstreams(docker: Docker, plan: PlatformPlan, serving: Map<string, string>): Promise<ProxyObserved["upstreams"]> {
-  const running = await runningContainers(docker, plan.platform);
+function observeUpstreams(plan: PlatformPlan, serving: Map<string, string>, running: Map<string, Running>): ProxyObserved["upstreams"] {
   const upstreams: ProxyObserved["upstreams"] = {};
   for (const env of plan.environments) {
     for (const route of env.routes) {
@@ -97,8 +96,8 @@ async function observeUpstreams(docker: Docker, plan: PlatformPlan, serving: Map
 }
 
 /** What serves now: each planned container that runs under its own name. */
-export async function servingNow(docker: Docker, plan: PlatformPlan): Promise<Map<string, string>> {
-  const running = await runningContainers(docker, plan.platform);
+export async function servingNow(docker: Docker, plan: PlatformPlan, running?: Map<string, Running>): Promise<Map<string, string>> {
+  running ??= await runningContainers(docker, plan.platform);
   const serving = new Map<string, string>();
   for (const env of plan.environments) {
     for (const component of env.components) {
@@ -109,21 +108,23 @@ export async function servingNow(docker: Docker, plan: PlatformPlan): Promise<Ma
 }
 
 async function observeCertificates(plan: PlatformPlan, stateDir: string): Promise<ProxyObserved["certificates"]> {
-  const certs: ProxyObserved["certificates"] = {};
-  for (const env of plan.environments) {
-    const files = certificateFiles(proxyDir(stateDir).certs, `${env.app}-${env.env}`);
-    certs[`${env.app}/${env.env}`] = env.tls.mode !== "off" && (await access(files.cert).then(() => true, () => false));
-  }
-  return certs;
+  const certs = proxyDir(stateDir).certs;
+  const entries = await Promise.all(
+    plan.environments.map(async (env): Promise<[string, boolean]> => {
+      const files = certificateFiles(certs, `${env.app}-${env.env}`);
+      return [`${env.app}/${env.env}`, env.tls.mode !== "off" && (await access(files.cert).then(() => true, () => false))];
+    }),
+  );
+  return Object.fromEntries(entries);
 }
 
 /** A throwaway container that runs `nginx -t` with the proxy's mounts, when no proxy runs yet. */
 function validateOneOff(docker: Docker, options: Dockerode.ContainerCreateOptions): ProxyValidator {
-  return async (generation) => {
+  return async (mainFile) => {
     const container = await engine("starting a config check container", () =>
       docker.createContainer({
         Image: options.Image,
-        Cmd: ["nginx", "-t", "-q", "-c", `${generation}/nginx.conf`],
+        Cmd: ["nginx", "-t", "-q", "-c", mainFile],
         Labels: { ...options.Labels, "berth.role": "proxy-check" },
         HostConfig: { Binds: options.HostConfig?.Binds, Mounts: options.HostConfig?.Mounts, AutoRemove: false },
       }),
@@ -170,32 +171,50 @@ export async function checkProxyPorts(docker: Docker, plan: PlatformPlan): Promi
 
 async function ensureCertificates(plan: PlatformPlan, stateDir: string): Promise<void> {
   const certs = proxyDir(stateDir).certs;
-  for (const env of plan.environments) {
-    if (env.tls.mode === "self-signed") await ensureSelfSigned(certificateFiles(certs, `${env.app}-${env.env}`), env.domains);
-  }
+  await Promise.all(
+    plan.environments
+      .filter((env) => env.tls.mode === "self-signed")
+      .map((env) => ensureSelfSigned(certificateFiles(certs, `${env.app}-${env.env}`), env.domains)),
+  );
 }
 
-export async function ensureProxy(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, progress: Progress): Promise<Change[]> {
+export interface EnsureProxyOptions {
+  /** The platform's running tenant containers, when the caller has just listed them (runningContainers). */
+  running?: Map<string, Running>;
+}
+
+export async function ensureProxy(
+  docker: Docker,
+  plan: PlatformPlan,
+  stateDir: string,
+  serving: Map<string, string>,
+  progress: Progress,
+  options: EnsureProxyOptions = {},
+): Promise<Change[]> {
   const dir = proxyDir(stateDir);
   await Promise.all([mkdir(dir.certs, { recursive: true }), mkdir(dir.pages, { recursive: true }), mkdir(join(stateDir, "acme"), { recursive: true })]);
-  await ensureCertificates(plan, stateDir);
-  const observed: ProxyObserved = {
-    upstreams: await observeUpstreams(docker, plan, serving),
-    certificates: await observeCertificates(plan, stateDir),
-  };
-  const rendered = renderProxyConfig(plan, observed);
-  const options = proxyCreateOptions(plan, stateDir);
-  const current = await inspectContainer(docker, plan.proxy.container);
-  const isReusable = current?.State.Running && current.Config.Labels["berth.config-hash"] === configHashOf(options);
+  // Independent reads at once: the running containers, the proxy container, the certificates.
+  const [upstreams, certificates, current] = await Promise.all([
+    (options.running ? Promise.resolve(options.running) : runningContainers(docker, plan.platform)).then((running) => observeUpstreams(plan, serving, running)),
+    ensureCertificates(plan, stateDir).then(() => observeCertificates(plan, stateDir)),
+    inspectContainer(docker, plan.proxy.container),
+  ]);
+  const rendered = renderProxyConfig(plan, { upstreams, certificates });
+  const createOptions = proxyCreateOptions(plan, stateDir);
+  const isReusable = current?.State.Running && current.Config.Labels["berth.config-hash"] === configHashOf(createOptions);
   const changes: Change[] = [];
 
   if (isReusable) {
-    const networks = await connectNetworks(docker, plan, Object.keys(current.NetworkSettings.Networks));
-    const staged = await stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container));
+    const [networks, staged] = await Promise.all([
+      connectNetworks(docker, plan, Object.keys(current.NetworkSettings.Networks)),
+      stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container)),
+    ]);
     if (staged.changed || networks.length > 0) {
-      await reloadProxy(docker, plan.proxy.container);
+      const addresses = Object.values(current.NetworkSettings.Networks).map((network) => network.IPAddress).filter(Boolean);
+      await reloadProxy(docker, plan.proxy.container, { probe: addresses.length > 0 ? { token: rendered.token, addresses } : undefined });
       changes.push({ kind: "updated", target: "proxy configuration", detail: `generation ${staged.generation}` });
     }
+    await pruneGenerations(dir);
     return changes;
   }
 
@@ -203,18 +222,19 @@ export async function ensureProxy(docker: Docker, plan: PlatformPlan, stateDir: 
   await docker.getVolume(plan.proxy.volumes.logs).inspect().catch(() =>
     engine(`creating volume ${plan.proxy.volumes.logs}`, () => docker.createVolume({ Name: plan.proxy.volumes.logs, Labels: platformLabels(plan.platform, "volume") })),
   );
-  await stageProxyConfig(dir, rendered, validateOneOff(docker, options));
+  await stageProxyConfig(dir, rendered, validateOneOff(docker, createOptions));
   if (current) {
     progress(`replacing ${plan.proxy.container}`);
     await engine(`removing ${plan.proxy.container}`, () => docker.getContainer(plan.proxy.container).remove({ force: true }));
   } else progress(`starting ${plan.proxy.container}`);
-  await engine(`creating ${plan.proxy.container}`, () => docker.createContainer(options));
-  await connectNetworks(docker, plan, [options.HostConfig!.NetworkMode!]);
+  await engine(`creating ${plan.proxy.container}`, () => docker.createContainer(createOptions));
+  await connectNetworks(docker, plan, [createOptions.HostConfig!.NetworkMode!]);
   await engine(`starting ${plan.proxy.container}`, () => docker.getContainer(plan.proxy.container).start());
   const health = await waitHealthy(docker, plan.proxy.container, 30_000);
   if (!health.ok) {
     throw new BerthError("INTERNAL", `the proxy did not start: ${health.reason}\n${await logTail(docker, plan.proxy.container)}`);
   }
+  await pruneGenerations(dir);
   changes.push({ kind: current ? "replaced" : "created", target: plan.proxy.container });
   return changes;
 }

@@ -1,22 +1,24 @@
 // Safe proxy changes on a real filesystem with the real nginx: a rejected configuration
-// leaves the live generation untouched and shows nginx's own words.
+// leaves the live generation untouched and shows nginx's own words; only changed files are
+// written, and nginx checks only the changed site when that is as good as checking all.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, readlink, readdir } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readlink, readdir, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { BerthError } from "../../src/errors.js";
-import { PROXY_MOUNT, proxyDir, stageProxyConfig, type ProxyValidator } from "../../src/proxy/apply.js";
+import { PROXY_MOUNT, proxyDir, pruneGenerations, stageProxyConfig, type ProxyValidator } from "../../src/proxy/apply.js";
 
 const run = promisify(execFile);
 const NGINX = "/usr/sbin/nginx";
 
-/** Runs the host's nginx -t on a generation, mapping the container path to the temp dir. */
-function hostValidator(root: string): ProxyValidator {
-  return async (generation) => {
-    const conf = join(proxyDir(root).root, generation.slice(PROXY_MOUNT.length), "nginx.conf");
+/** Runs the host's nginx -t on a main file, mapping the container path to the temp dir; records what it checked. */
+function hostValidator(root: string, checked: string[] = []): ProxyValidator {
+  return async (mainFile) => {
+    checked.push(mainFile.slice(mainFile.lastIndexOf("/") + 1));
+    const conf = join(proxyDir(root).root, mainFile.slice(PROXY_MOUNT.length));
     try {
       const { stderr } = await run(NGINX, ["-t", "-q", "-p", root, "-c", conf]);
       return { ok: true, output: stderr };
@@ -26,20 +28,33 @@ function hostValidator(root: string): ProxyValidator {
   };
 }
 
+const NGINX_CONF = `pid nginx.pid;\nerror_log stderr;\nevents {}\nhttp {\n  access_log off;\n  include sites/*.conf;\n}\n`;
+
 const config = (body: string) => ({
-  config: { "nginx.conf": `pid nginx.pid;\nerror_log stderr;\nevents {}\nhttp {\n  access_log off;\n  include sites/*.conf;\n}\n`, "sites/a.conf": body },
+  config: { "nginx.conf": NGINX_CONF, "sites/a.conf": body },
   pages: { "unavailable.html": "<p>unavailable</p>\n" },
 });
+
+/** Sites rendered the way berth renders them (indented blocks), one per name. */
+function sites(bodies: Record<string, string>, certificate?: string) {
+  const files: Record<string, string> = { "nginx.conf": NGINX_CONF };
+  let port = 1;
+  for (const [name, body] of Object.entries(bodies)) {
+    const tls = certificate ? `    ssl_certificate ${certificate};\n    ssl_certificate_key ${certificate};\n` : "";
+    files[`sites/${name}.conf`] = `server {\n    listen 127.0.0.1:${port++};\n    server_name ${name}.example;\n${tls}\n    location / {\n        ${body}\n    }\n}\n`;
+  }
+  return { config: files, pages: {} };
+}
 
 test("a valid config becomes the live generation; an identical one changes nothing", async () => {
   const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
   const dir = proxyDir(root);
   const first = await stageProxyConfig(dir, config("server { listen 127.0.0.1:1; return 204; }\n"), hostValidator(root));
-  assert.deepEqual(first, { changed: true, generation: 1 });
+  assert.deepEqual(first, { changed: true, generation: 1, checked: "all" });
   assert.equal(await readlink(dir.current), "gen/1");
   assert.equal(await readFile(join(dir.pages, "unavailable.html"), "utf8"), "<p>unavailable</p>\n");
   const again = await stageProxyConfig(dir, config("server { listen 127.0.0.1:1; return 204; }\n"), hostValidator(root));
-  assert.deepEqual(again, { changed: false, generation: 1 });
+  assert.deepEqual(again, { changed: false, generation: 1, checked: "none" });
 });
 
 test("a config nginx rejects is removed and the live one stays, with nginx's message", async () => {
@@ -55,4 +70,79 @@ test("a config nginx rejects is removed and the live one stays, with nginx's mes
   });
   assert.equal(await readlink(dir.current), "gen/1", "the live generation is untouched");
   assert.deepEqual((await readdir(dir.gen)).sort(), ["1"], "the rejected generation is gone");
+});
+
+test("a changed site is written, the others are links to the live generation's files, and nginx checks the changed site", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  const checked: string[] = [];
+  await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 204;", c: "return 204;" }), hostValidator(root, checked));
+  const second = await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 200;", c: "return 204;" }), hostValidator(root, checked));
+  assert.deepEqual(second, { changed: true, generation: 2, checked: "changed" });
+  assert.deepEqual(checked, ["nginx.conf", "berth-check.conf"]);
+  const inode = async (generation: number, path: string) => (await stat(join(dir.gen, String(generation), path))).ino;
+  assert.equal(await inode(2, "sites/a.conf"), await inode(1, "sites/a.conf"));
+  assert.equal(await inode(2, "nginx.conf"), await inode(1, "nginx.conf"));
+  assert.notEqual(await inode(2, "sites/b.conf"), await inode(1, "sites/b.conf"));
+  assert.match(await readFile(join(dir.gen, "2", "sites/b.conf"), "utf8"), /return 200;/);
+  assert.deepEqual((await readdir(join(dir.gen, "2"))).sort(), ["berth-manifest.json", "nginx.conf", "sites"], "the check's file is gone");
+});
+
+test("a changed site that nginx rejects is caught by the narrowed check, and the live generation stays", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  const checked: string[] = [];
+  await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 204;" }), hostValidator(root, checked));
+  await assert.rejects(stageProxyConfig(dir, sites({ a: "return 204;", b: "retrun 204;" }), hostValidator(root, checked)), /unknown directive "retrun"/);
+  assert.deepEqual(checked, ["nginx.conf", "berth-check.conf"]);
+  assert.equal(await readlink(dir.current), "gen/1");
+  assert.deepEqual(await readdir(dir.gen), ["1"]);
+});
+
+test("nginx checks everything when a change reaches beyond its file, or the live generation was never checked", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  const checked: string[] = [];
+  await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 204;" }), undefined);
+  await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 200;" }), hostValidator(root, checked));
+  assert.deepEqual(checked, ["nginx.conf"], "the live generation was never checked");
+  // A new server name: the shared server-name hash of all sites is built anew.
+  const renamed = sites({ a: "return 204;", b: "return 200;" });
+  renamed.config["sites/b.conf"] = renamed.config["sites/b.conf"]!.replace("server_name b.example;", "server_name b.example www.b.example;");
+  await stageProxyConfig(dir, renamed, hostValidator(root, checked));
+  assert.deepEqual(checked, ["nginx.conf", "nginx.conf"]);
+  // A new site.
+  await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 200;", c: "return 204;" }), hostValidator(root, checked));
+  assert.deepEqual(checked, ["nginx.conf", "nginx.conf", "nginx.conf"]);
+});
+
+test("a certificate that changed on disk since the last check makes nginx check everything", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  const certificate = join(dir.certs, "a", "fullchain.pem");
+  await mkdir(join(dir.certs, "a"), { recursive: true });
+  await writeFile(certificate, "first certificate\n");
+  const inContainer = `${PROXY_MOUNT}/certs/a/fullchain.pem`;
+  // Only which file is checked matters here (nginx would need a real certificate and key).
+  const checked: string[] = [];
+  const validator: ProxyValidator = async (mainFile) => {
+    checked.push(mainFile.slice(mainFile.lastIndexOf("/") + 1));
+    return { ok: true, output: "" };
+  };
+  await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 204;" }, inContainer), validator);
+  await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 200;" }, inContainer), validator);
+  assert.deepEqual(checked, ["nginx.conf", "berth-check.conf"]);
+  await writeFile(certificate, "renewed certificate\n");
+  await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 204;" }, inContainer), validator);
+  assert.deepEqual(checked, ["nginx.conf", "berth-check.conf", "nginx.conf"]);
+});
+
+test("pruning keeps the last three generations", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  for (let i = 0; i < 5; i++) await stageProxyConfig(dir, sites({ a: `return ${200 + i};` }), undefined);
+  assert.deepEqual((await readdir(dir.gen)).sort(), ["1", "2", "3", "4", "5"]);
+  await pruneGenerations(dir);
+  assert.deepEqual((await readdir(dir.gen)).sort(), ["3", "4", "5"]);
+  assert.equal(await readlink(dir.current), "gen/5");
 });
