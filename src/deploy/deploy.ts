@@ -11,7 +11,7 @@ import { ensureImage } from "../runtime/images.js";
 import { fetchSource } from "./source.js";
 import { ensureNetworks } from "../runtime/networks.js";
 import type { DatabaseRuntime } from "../runtime/postgres.js";
-import { ensureProxy, servingNow } from "../runtime/proxy.js";
+import { ensureProxy, runningContainers, servingNow } from "../runtime/proxy.js";
 import type { Release, Store } from "../state/store.js";
 
 export interface DeployDeps {
@@ -167,9 +167,10 @@ async function resolveImages(env: EnvironmentPlan, request: DeployRequest, deps:
 }
 
 async function imageIds(docker: Docker, images: Record<string, string>): Promise<Record<string, string>> {
-  const ids: Record<string, string> = {};
-  for (const [component, ref] of Object.entries(images)) ids[component] = (await engine(`inspecting ${ref}`, () => docker.getImage(ref).inspect())).Id;
-  return ids;
+  const entries = await Promise.all(
+    Object.entries(images).map(async ([component, ref]) => [component, (await engine(`inspecting ${ref}`, () => docker.getImage(ref).inspect())).Id] as const),
+  );
+  return Object.fromEntries(entries);
 }
 
 /** Polls the new containers for the health window; returns why one failed, if one did. */
@@ -233,9 +234,11 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     }
 
     mark("switch");
-    const serving = await servingNow(docker, plan);
+    // One listing of what runs serves both: which containers serve, and at which addresses.
+    const running = await runningContainers(docker, plan.platform);
+    const serving = await servingNow(docker, plan, running);
     for (const outcome of outcomes) if (outcome.serving) serving.set(outcome.plan.name, outcome.serving);
-    await ensureProxy(docker, target, deps.stateDir, serving, progress);
+    await ensureProxy(docker, target, deps.stateDir, serving, progress, { running });
 
     mark("health-window");
     const fresh = outcomes.filter((o) => o.retire || o.changes.some((c) => c.kind === "created")).map((o) => o.serving!);

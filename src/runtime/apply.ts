@@ -3,7 +3,7 @@
 // (validated swap, graceful reload) → only then remove what the plan no longer has.
 import type Dockerode from "dockerode";
 import { BerthError } from "../errors.js";
-import { engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker, type HttpProbe } from "../host/docker.js";
+import { engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker, type HealthOutcome, type HttpProbe } from "../host/docker.js";
 import { LABEL } from "../plan/names.js";
 import type { ComponentPlan, ContainerPlan, EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { configHashOf, tenantCreateOptions, type TenantRuntime } from "./containers.js";
@@ -155,7 +155,7 @@ async function startAndWait(docker: Docker, options: Dockerode.ContainerCreateOp
   const name = options.name!;
   await createContainer(docker, options);
   await engine(`starting ${name}`, () => docker.getContainer(name).start());
-  const health = await waitHealthy(docker, name, timeoutMs, probeOf(plan));
+  const health = await waitReady(docker, name, timeoutMs, probeOf(plan));
   if (health.ok) return undefined;
   const logs = await logTail(docker, name, 15);
   await removeContainer(docker, name);
@@ -163,6 +163,53 @@ async function startAndWait(docker: Docker, options: Dockerode.ContainerCreateOp
 }
 
 const probeOf = (plan: ContainerPlan): HttpProbe => ({ network: plan.network, port: plan.port, path: plan.health.path });
+
+/** How often a starting container is asked over HTTP, and how often the engine is asked whether it still runs. */
+const READY_PROBE_MS = 10;
+const READY_ENGINE_MS = 250;
+
+async function answersHttp(ip: string, probe: HttpProbe): Promise<boolean> {
+  try {
+    const response = await fetch(`http://${ip}:${probe.port}${probe.path}`, { signal: AbortSignal.timeout(1000), redirect: "manual" });
+    await response.body?.cancel();
+    return response.status < 400;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * waitHealthy for a container berth just started, on the way to a switch: the app is asked over
+ * HTTP every 10 ms from the moment the container has an address (a refused connection costs
+ * nothing), and the engine — has it exited, restarted, been found unhealthy or healthy — every
+ * 250 ms. Same outcomes as waitHealthy, in a tenth of the engine calls, and no answer waits for
+ * the next engine poll.
+ */
+async function waitReady(docker: Docker, container: string, timeoutMs: number, probe: HttpProbe): Promise<HealthOutcome> {
+  const deadline = Date.now() + timeoutMs;
+  let ip: string | undefined;
+  for (let nextEngineCheck = 0; ; await new Promise((resolve) => setTimeout(resolve, READY_PROBE_MS))) {
+    if (Date.now() >= nextEngineCheck) {
+      const info = await inspectContainer(docker, container);
+      if (!info) return { ok: false, reason: "the container disappeared" };
+      const state = info.State;
+      // With a restart policy a crashing process is restarted at once: a restart is an exit.
+      if (!state.Running || state.Restarting || info.RestartCount > 0) {
+        return { ok: false, reason: `the container exited with code ${state.ExitCode}${state.OOMKilled ? " (killed: out of memory)" : ""}` };
+      }
+      const health = state.Health?.Status;
+      if (health === undefined || health === "healthy") return { ok: true };
+      if (health === "unhealthy") {
+        const last = state.Health?.Log?.at(-1)?.Output?.trim();
+        return { ok: false, reason: `the health check failed${last ? `: ${last}` : ""}` };
+      }
+      ip ??= info.NetworkSettings.Networks[probe.network]?.IPAddress || undefined;
+      if (Date.now() > deadline) return { ok: false, reason: `not healthy after ${Math.round(timeoutMs / 1000)} s (status ${health})` };
+      nextEngineCheck = Date.now() + READY_ENGINE_MS;
+    }
+    if (ip && (await answersHttp(ip, probe))) return { ok: true };
+  }
+}
 
 /** Creates a container, retrying once on the engine's transient "could not find bridge" error. */
 async function createContainer(docker: Docker, options: Dockerode.ContainerCreateOptions): Promise<void> {
@@ -251,13 +298,14 @@ async function convergeContainer(
   const options = tenantCreateOptions(plan, runtime);
   const wanted = configHashOf(options);
   const nextName = plan.name + NEXT_SUFFIX;
-  let current = await inspectContainer(docker, plan.name);
+  // Both at once: one engine round trip instead of two on the way to every switch.
+  const [found, next] = await Promise.all([inspectContainer(docker, plan.name), inspectContainer(docker, nextName)]);
+  let current = found;
   const owner = current?.Config.Labels[LABEL.platform];
   if (current && owner !== plan.labels[LABEL.platform]) {
     // Names do not carry the platform: never take over another platform's (or anyone's) container.
     return { plan, changes: [], failure: `a container named ${plan.name} already exists and belongs to ${owner ? `platform ${owner}` : "something other than berth"}; rename the app or remove that container` };
   }
-  const next = await inspectContainer(docker, nextName);
   if (next) {
     // An earlier apply stopped between starting the new container and renaming it.
     if (!current && next.State.Running) {
