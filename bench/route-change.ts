@@ -1,26 +1,24 @@
 // Time from a route change to the proxy serving it, with N app environments rendered: berth's
 // own validate + plan, render, stage (files + `nginx -t` in the proxy container + symlink swap),
-// graceful reload, then polling until the new route answers. Prints medians per N.
+// graceful reload, then polling until the new route answers. Prints medians per N, for a route
+// change (nginx checks the changed site only) and for a new domain (nginx checks everything).
 //
-//   npx tsx bench/route-change.ts              # N = 100 and 1000, 5 changes each
-//   SIZES=100 RUNS=3 npx tsx bench/route-change.ts
+//   npx tsx bench/route-change.ts              # N = 100 and 1000, 5 route changes + 3 domain changes each
+//   SIZES=100 RUNS=3 FULL_RUNS=1 npx tsx bench/route-change.ts
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Docker } from "../src/host/docker.js";
 import type { PlatformPlan } from "../src/plan/types.js";
-import { proxyDir, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../src/proxy/apply.js";
+import { proxyDir, pruneGenerations, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../src/proxy/apply.js";
 import { renderProxyConfig, type ProxyObserved } from "../src/proxy/render.js";
 import { proxyCreateOptions } from "../src/runtime/proxy.js";
+import { cleanupScope, scopeLabels } from "./deploy-lib.js";
 import {
-  BENCH_LABELS,
-  cleanupBench,
   containerIp,
   docker as connect,
   hostLoad,
   httpStatus,
-  labelPlan,
-  labelledVolume,
   median,
   ms,
   planFromTexts,
@@ -30,6 +28,7 @@ import {
 
 const SIZES = (process.env.SIZES ?? "100,1000").split(",").map(Number);
 const RUNS = Number(process.env.RUNS ?? 5);
+const FULL_RUNS = Number(process.env.FULL_RUNS ?? 3);
 const HTTP_PORT = 28180;
 const HTTPS_PORT = 28543;
 const NETWORK = "berth-bench-rc";
@@ -38,6 +37,15 @@ const BACKEND_PORT = 8080;
 const SERVED_TIMEOUT_MS = 10_000;
 // Polling without a pause would take CPU from the nginx master that is loading the new config.
 const POLL_INTERVAL_MS = Number(process.env.POLL_MS ?? 5);
+
+/** Every object this bench creates carries berth.bench=true and berth.bench.scope=rc; cleanup removes only those. */
+const SCOPE = "rc";
+const LABELS = scopeLabels(SCOPE);
+
+function labelPlan(plan: PlatformPlan): PlatformPlan {
+  Object.assign(plan.proxy.labels, LABELS);
+  return plan;
+}
 
 /** Answers 200 to every path, so a route's first 200 means nginx routes it; stops on SIGTERM. */
 const BACKEND_SCRIPT = `const server = require("http").createServer((req, res) => res.end("ok\\n")).listen(${BACKEND_PORT});
@@ -58,7 +66,7 @@ const appName = (index: number) => `a${String(index).padStart(4, "0")}`;
 const domain = (index: number) => `${appName(index)}.benchrc.localhost`;
 
 /** One app, one environment; no route for "/", so an unrouted path is berth's 404 until it is added. */
-function appText(index: number, extraPaths: string[] = []): string {
+function appText(index: number, extraPaths: string[] = [], extraDomains: string[] = []): string {
   const routes = ["/app", ...extraPaths].map((path) => `  - { path: ${path}, to: web }`).join("\n");
   return `name: ${appName(index)}
 components:
@@ -66,7 +74,7 @@ components:
 routes:
 ${routes}
 environments:
-  production: { domains: [${domain(index)}] }
+  production: { domains: [${[domain(index), ...extraDomains].join(", ")}] }
 `;
 }
 
@@ -82,11 +90,15 @@ interface Sample {
   render: number;
   write: number;
   nginxT: number;
+  checked: string;
   reload: number;
   served: number;
 }
 
-async function measure(client: Docker, size: number, backend: string): Promise<{ samples: Sample[]; files: number; bytes: number }> {
+/** What a change does: "route" adds a route /rK to the middle app; "domain" adds a domain dK to it (and nothing answers on it before). */
+type Change = "route" | "domain";
+
+async function measure(client: Docker, size: number, backend: string): Promise<{ samples: Record<Change, Sample[]>; files: number; bytes: number }> {
   const stateDir = await mkdtemp(join(tmpdir(), "berth-bench-rc-"));
   const dir = proxyDir(stateDir);
   const apps: Record<string, string> = {};
@@ -101,19 +113,27 @@ async function measure(client: Docker, size: number, backend: string): Promise<{
     // The proxy as berth creates it (bind mount at /etc/berth, same command and limits), on the
     // backend's network only: the upstreams are addresses, so it needs no per-app networks.
     const options = proxyCreateOptions(plan, stateDir);
-    await labelledVolume(client, plan.proxy.volumes.logs);
+    await client.createVolume({ Name: plan.proxy.volumes.logs, Labels: LABELS });
     options.HostConfig = { ...options.HostConfig, NetworkMode: NETWORK };
     await (await client.createContainer(options)).start();
     const changed = Math.ceil(size / 2);
     await waitUntil("the proxy serves /app", async () => (await httpStatus("127.0.0.1", HTTP_PORT, domain(changed), "/app")) === 200, 30_000, 50);
+    // As ensureProxy does: the reload is done when the proxy answers the new configuration's token.
+    const proxyAddress = await containerIp(client, container, NETWORK);
 
     const check = validateInContainer(client, container);
-    const samples: Sample[] = [];
-    // Run 0 is a warm-up (first reload of a fresh master); runs 1..RUNS are measured.
-    for (let run = 0; run <= RUNS; run++) {
-      const path = `/r${run}`;
-      if ((await httpStatus("127.0.0.1", HTTP_PORT, domain(changed), path)) !== 404) throw new Error(`${path} answers before its route exists`);
-      apps[appName(changed)] = appText(changed, [path]);
+    const samples: Record<Change, Sample[]> = { route: [], domain: [] };
+    const paths: string[] = [];
+    const domains: string[] = [];
+    // Run 0 is a warm-up (first reload of a fresh master, and a first generation nginx had not checked).
+    const schedule: Change[] = ["route", ...Array<Change>(RUNS).fill("route"), ...Array<Change>(FULL_RUNS).fill("domain")];
+    for (const [run, kind] of schedule.entries()) {
+      const path = kind === "route" ? `/r${run}` : "/app";
+      const host = kind === "route" ? domain(changed) : `d${run}.${domain(changed)}`;
+      if ((await httpStatus("127.0.0.1", HTTP_PORT, host, path)) === 200) throw new Error(`${host}${path} answers before the change`);
+      if (kind === "route") paths.push(path);
+      else domains.push(host);
+      apps[appName(changed)] = appText(changed, paths, domains);
 
       const start = performance.now();
       plan = labelPlan(planFromTexts(PLATFORM, apps));
@@ -121,25 +141,30 @@ async function measure(client: Docker, size: number, backend: string): Promise<{
       const rendered = renderProxyConfig(plan, observed(plan, backend));
       const renderedAt = performance.now();
       let nginxT = 0;
-      const timedCheck: ProxyValidator = async (generation) => {
+      let checkedFile = "";
+      const timedCheck: ProxyValidator = async (mainFile) => {
         const checkStart = performance.now();
-        const result = await check(generation);
+        const result = await check(mainFile);
         nginxT = performance.now() - checkStart;
+        checkedFile = mainFile;
         return result;
       };
       const staged = await stageProxyConfig(dir, rendered, timedCheck);
-      if (!staged.changed) throw new Error("the route change rendered no new generation");
+      if (!staged.changed) throw new Error("the change rendered no new generation");
       const stagedAt = performance.now();
-      await reloadProxy(client, container);
+      await reloadProxy(client, container, { probe: { token: rendered.token, addresses: [proxyAddress] } });
       const reloadedAt = performance.now();
-      await waitUntil(`${path} served`, async () => (await httpStatus("127.0.0.1", HTTP_PORT, domain(changed), path)) === 200, SERVED_TIMEOUT_MS, POLL_INTERVAL_MS);
+      await waitUntil(`${host}${path} served`, async () => (await httpStatus("127.0.0.1", HTTP_PORT, host, path)) === 200, SERVED_TIMEOUT_MS, POLL_INTERVAL_MS);
       const servedAt = performance.now();
+      // After the switch, as ensureProxy does: not on the way to serving.
+      await pruneGenerations(dir);
       if (run > 0) {
-        samples.push({
+        samples[kind].push({
           plan: planned - start,
           render: renderedAt - planned,
           write: stagedAt - renderedAt - nginxT,
           nginxT,
+          checked: `${staged.checked}${checkedFile ? ` (${checkedFile.slice(checkedFile.lastIndexOf("/") + 1)})` : ""}`,
           reload: reloadedAt - stagedAt,
           served: servedAt - stagedAt,
         });
@@ -157,15 +182,15 @@ async function measure(client: Docker, size: number, backend: string): Promise<{
 async function main(): Promise<void> {
   const client = connect();
   console.log(`host: ${hostLoad()}`);
-  await cleanupBench(client);
+  await cleanupScope(client, SCOPE);
   try {
-    await client.createNetwork({ Name: NETWORK, Driver: "bridge", Labels: BENCH_LABELS });
+    await client.createNetwork({ Name: NETWORK, Driver: "bridge", Labels: LABELS });
     await (
       await client.createContainer({
         name: BACKEND,
         Image: "berth-node:20",
         Cmd: ["node", "-e", BACKEND_SCRIPT],
-        Labels: BENCH_LABELS,
+        Labels: LABELS,
         HostConfig: { NetworkMode: NETWORK },
       })
     ).start();
@@ -173,34 +198,39 @@ async function main(): Promise<void> {
 
     const rows: string[][] = [];
     for (const size of SIZES) {
-      const { samples, files, bytes } = await measure(client, size, backend);
-      const med = (pick: (sample: Sample) => number) => median(samples.map(pick));
-      const total = (sample: Sample) => sample.render + sample.write + sample.nginxT + sample.served;
-      console.log(`N=${size}: ${files} config files, ${(bytes / 1024).toFixed(0)} KiB; per change (ms) ${samples.map((sample) => ms(total(sample))).join(", ")}`);
-      rows.push([
-        String(size),
-        ms(med((s) => s.plan)),
-        ms(med((s) => s.render)),
-        ms(med((s) => s.write)),
-        ms(med((s) => s.nginxT)),
-        ms(med((s) => s.reload)),
-        ms(med((s) => s.served)),
-        ms(med(total)),
-        ms(med((s) => s.plan + total(s))),
-      ]);
+      const { samples: byKind, files, bytes } = await measure(client, size, backend);
+      for (const kind of ["route", "domain"] as const) {
+        const samples = byKind[kind];
+        if (samples.length === 0) continue;
+        const med = (pick: (sample: Sample) => number) => median(samples.map(pick));
+        const total = (sample: Sample) => sample.render + sample.write + sample.nginxT + sample.served;
+        console.log(`N=${size} ${kind}: ${files} config files, ${(bytes / 1024).toFixed(0)} KiB; per change (ms) ${samples.map((sample) => ms(total(sample))).join(", ")}; nginx checked ${[...new Set(samples.map((s) => s.checked))].join(", ")}`);
+        rows.push([
+          `${size} ${kind}`,
+          ms(med((s) => s.plan)),
+          ms(med((s) => s.render)),
+          ms(med((s) => s.write)),
+          ms(med((s) => s.nginxT)),
+          ms(med((s) => s.reload)),
+          ms(med((s) => s.served)),
+          ms(med(total)),
+          ms(med((s) => s.plan + total(s))),
+        ]);
+      }
     }
     console.log("");
-    console.log(`medians of ${RUNS} route changes (ms); target: render -> served <= 300 ms at N=1000`);
+    console.log(`medians of ${RUNS} route changes and ${FULL_RUNS} domain changes (ms); target: render -> served <= 300 ms at N=1000`);
     printTable(
-      ["N apps", "validate+plan", "render", "write+swap", "nginx -t", "reload exec", "reload->served", "render->served", "incl. plan"],
+      ["N apps, change", "validate+plan", "render", "write+swap", "nginx -t", "reload", "reload->served", "render->served", "incl. plan"],
       rows,
     );
     console.log("");
-    console.log("write+swap: stageProxyConfig minus nginx -t (compare with the live generation, write files, symlink swap, prune).");
-    console.log("reload->served: from `nginx -s reload` (an exec in the container) to the first 200 on the new route.");
+    console.log("route: a route added to one app (nginx -t of nginx.conf with that app's file only); domain: a domain added to one app (nginx -t of everything).");
+    console.log("write+swap: stageProxyConfig minus nginx -t (compare with the live generation's manifest, write changed files, link the rest, sync, symlink swap).");
+    console.log("reload: SIGHUP until a fresh connection gets the new configuration's token; reload->served: SIGHUP to the first 200 on the change.");
     console.log(`host after: ${hostLoad()}`);
   } finally {
-    await cleanupBench(client);
+    await cleanupScope(client, SCOPE);
   }
 }
 
