@@ -10,7 +10,7 @@
 //    environment takes one (202) and refuses the rest (409). Latency to the answer.
 // Everything berthd creates carries berth.platform=benchref and is removed by that label.
 import { spawn } from "node:child_process";
-import { cp, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readdir, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -84,9 +84,18 @@ async function main(): Promise<void> {
   await cp(EXAMPLE_ROOT, specDir, { recursive: true });
   const platformFile = join(specDir, "platform.yaml");
   await writeFile(platformFile, (await readFile(platformFile, "utf8")).replace("name: reference", `name: ${PLATFORM}`).replace("httpPort: 8080", "httpPort: 18180").replace("httpsPort: 8443", "httpsPort: 18543"));
+  // Container and network names carry the app's name: the copies get their own (b-paiss, …)
+  // so they cannot collide with the demo platform running beside.
+  for (const file of await readdir(join(specDir, "apps"))) {
+    const path = join(specDir, "apps", file);
+    await writeFile(path, (await readFile(path, "utf8")).replace(/^name: (\S+)$/m, "name: b-$1"));
+  }
 
   let daemon: Daemon | undefined;
   try {
+    process.on("exit", (code) => {
+      if (code !== 0 && daemon) console.error(`[berthd] its log, last lines:\n${daemon.log.slice(-15).join("\n")}`);
+    });
     console.error(`[berthd] starting on the reference platform (load: ${hostLoad()})`);
     daemon = await startDaemon(specDir, { port: 18771 });
     const started = Date.now();

@@ -180,11 +180,13 @@ export class Control {
    * tenant or platform container that dies, restarts or disappears triggers a reconcile
    * pass (debounced). A slow periodic pass catches what events miss.
    */
-  async watch(signal: AbortSignal, options: { debounceMs?: number; periodMs?: number } = {}): Promise<void> {
+  async watch(signal: AbortSignal, options: { debounceMs?: number; periodMs?: number; retryMs?: number; initial?: string } = {}): Promise<void> {
     const debounceMs = options.debounceMs ?? 500;
+    const retryMs = options.retryMs ?? 30_000;
     let timer: NodeJS.Timeout | undefined;
     let pending: string | undefined;
     let running: Promise<unknown> = Promise.resolve();
+    let retry: NodeJS.Timeout | undefined;
     const schedule = (trigger: string) => {
       pending ??= trigger;
       clearTimeout(timer);
@@ -193,10 +195,16 @@ export class Control {
         pending = undefined;
         running = running
           .then(() => this.reconcile(cause))
-          .catch((error: unknown) => this.log.error({ err: error, trigger: cause }, "reconcile pass failed"));
+          .catch((error: unknown) => {
+            // A failed pass is tried again: what failed (an engine hiccup, a name taken) may clear.
+            this.log.error({ err: error, trigger: cause }, `reconcile pass failed; trying again in ${retryMs / 1000} s`);
+            clearTimeout(retry);
+            retry = setTimeout(() => schedule(`retry after: ${(error as Error).message.split("\n")[0]}`), retryMs);
+          });
       }, debounceMs);
     };
     const periodic = setInterval(() => schedule("periodic check"), options.periodMs ?? 10 * 60_000);
+    if (options.initial) schedule(options.initial);
     const stream = await engine("following Docker events", () =>
       this.docker.getEvents({
         filters: JSON.stringify({ type: ["container"], event: ["die", "destroy", "health_status", "stop", "start"], label: [`berth.platform=${this.plan.platform}`] }),
@@ -221,6 +229,7 @@ export class Control {
     await new Promise<void>((resolve, reject) => {
       const stop = () => {
         clearTimeout(timer);
+        clearTimeout(retry);
         clearInterval(periodic);
         (stream as unknown as { destroy(): void }).destroy();
         resolve();

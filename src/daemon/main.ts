@@ -84,8 +84,8 @@ export async function startDaemon(argv: string[]): Promise<void> {
   const stop = new AbortController();
   const watching = options.reconcile
     ? (async () => {
-        await control.reconcile("berthd start").catch((error: unknown) => log.error({ err: error }, "first reconcile pass failed"));
-        await control.watch(stop.signal);
+        // The first pass runs inside the loop, so a failure there is retried like any other.
+        await control.watch(stop.signal, { initial: "berthd start" });
       })().catch((error: unknown) => log.error({ err: error }, "the reconcile loop stopped"))
     : Promise.resolve();
 
