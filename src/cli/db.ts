@@ -7,6 +7,7 @@ import { BerthError } from "../errors.js";
 import type { PlatformPlan } from "../plan/types.js";
 
 interface DbOptions {
+  host?: string;
   spec?: string;
   stateDir?: string;
   env?: string;
@@ -37,11 +38,21 @@ export function registerDbCommands(cli: Command, open: OpenDeployPlatform): void
     .option("--drain <seconds>", "how long replaced containers keep running after the switch", "2")
     .option("--health-window <seconds>", "how long the new release must stay healthy before the old one goes", "3")
     .option("--json", "print the release as JSON")
+    .option("--host <url>", "a remote berthd (default BERTH_HOST, or host: in ~/.config/berth/config.yaml)")
     .option("--spec <path>", "spec directory (default BERTH_SPEC, or the current directory)")
     .option("--state-dir <dir>", "state directory (default /var/lib/berth/PLATFORM, or BERTH_STATE_DIR)")
     .action(async (app: string, options: DbOptions) => {
       if (!options.env) throw new BerthError("BAD_ARGUMENT", "db rotate-password needs --env ENV", `For example: berth db rotate-password ${app} --env staging`);
       const deployOptions = { drainMs: seconds("--drain", options.drain), healthWindowMs: seconds("--health-window", options.healthWindow) };
+      const { remoteOf } = await import("./remote.js");
+      const remote = await remoteOf(options);
+      if (remote) {
+        // berthd uses its own deploy timings; --reason, --drain and --health-window apply to local runs.
+        const { runRemoteOperation } = await import("./deploy.js");
+        const done = await runRemoteOperation(remote, `/v1/apps/${app}/envs/${options.env}/database/rotate-password`, undefined);
+        process.stdout.write(options.json ? `${JSON.stringify(done.release, null, 2)}\n` : `${app}/${options.env}: new database password in use; r${done.release?.number} is serving\n`);
+        return;
+      }
       const { plan, deps } = await open(options);
       const { rotatePassword } = await import("../database/rotate.js");
       const release = await rotatePassword(plan, app, options.env, deps, {
