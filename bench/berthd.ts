@@ -128,17 +128,18 @@ async function main(): Promise<void> {
     }
     const deploys = { latencies: [] as number[], statuses: new Map<number, number>() };
     for (let round = 0; round < Number(values["deploy-rounds"]); round++) {
+      const started: string[] = [];
       const result = await load(CLIENTS, async (i) => {
         const env = environments[i % environments.length]!;
-        return (await api(daemon!, daemon!.adminToken, "POST", `/v1/apps/${env.app}/envs/${env.env}/deploys`, { images: images.get(`${env.app}/${env.env}`), reason: "bench" })).status;
+        const answer = await api(daemon!, daemon!.adminToken, "POST", `/v1/apps/${env.app}/envs/${env.env}/deploys`, { images: images.get(`${env.app}/${env.env}`), reason: "bench" });
+        if (answer.status === 202) started.push((answer.body as { id: string }).id);
+        return answer.status;
       });
       deploys.latencies.push(...result.latencies);
       for (const [s, n] of result.statuses) deploys.statuses.set(s, (deploys.statuses.get(s) ?? 0) + n);
-      await eventually("the round's deploys to finish", async () => {
-        const now = (await api(daemon!, daemon!.adminToken, "GET", "/v1/status")).body as { environments: { deploying: string | null }[] };
-        return now.environments.every((e) => e.deploying === null) ? true : undefined;
-      }, 300_000);
-      await sleep(2000);
+      for (const id of started) {
+        await eventually(`deploy ${id} to finish`, async () => (((await api(daemon!, daemon!.adminToken, "GET", `/v1/operations/${id}`)).body as { state: string }).state !== "running" ? true : undefined), 300_000);
+      }
     }
     deploys.latencies.sort((a, b) => a - b);
 

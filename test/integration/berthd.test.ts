@@ -148,6 +148,8 @@ describe("berthd", { timeout: 1_500_000 }, () => {
   test("berthd killed mid-deploy: the next start repairs it from the journal and the old release keeps serving", async () => {
     const image = (await inspectContainer(client, "alpha-web-production"))!.Config.Image;
     const before = ((await admin("GET", "/v1/apps/alpha/envs/production/releases")).body as { releases: { number: number; status: string }[] }).releases;
+    // A new secret changes the container's environment: the deploy must start a new container.
+    assert.equal((await admin("PUT", "/v1/apps/alpha/envs/production/secrets/RELEASE_MARK", { value: "crash-test" })).status, 200);
     const started = (await admin("POST", "/v1/apps/alpha/envs/production/deploys", { images: { web: image }, reason: "to be cut short" })).body as { id: string };
     // Follow the progress until the new container serves beside the old, then SIGKILL berthd.
     const response = await request(`${daemon.url}/v1/operations/${started.id}/events`, { headers: { authorization: `Bearer ${daemon.adminToken}` }, dispatcher: new Agent({ connect: { ca: daemon.ca } }) });
