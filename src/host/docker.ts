@@ -1,5 +1,6 @@
 // The one gateway to the Docker Engine API. Engine failures become catalogue errors here,
 // so the rest of berth never parses Docker's messages.
+import "./lazy-transports.js";
 import Dockerode from "dockerode";
 import { PassThrough } from "node:stream";
 import { BerthError } from "../errors.js";

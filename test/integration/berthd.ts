@@ -30,12 +30,13 @@ export interface Answer {
   text: string;
 }
 
-export async function startDaemon(specDir: string, options: { reconcile?: boolean; port?: number; nodeOptions?: string[]; stateDir?: string } = {}): Promise<Daemon> {
+export async function startDaemon(specDir: string, options: { reconcile?: boolean; port?: number; stateDir?: string } = {}): Promise<Daemon> {
   const stateDir = options.stateDir ?? (await mkdtemp(join(tmpdir(), "berthd-state-")));
   const port = options.port ?? API_PORT;
   const env = { ...process.env, BERTH_SECRETS_KEY: join(stateDir, "..", `${stateDir.split("/").pop()}.key`), BERTH_LOG_LEVEL: "info" } as Record<string, string>;
-  const args = [...(options.nodeOptions ?? []), join(REPO_ROOT, "bin", "berthd"), "--spec", specDir, "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, ...(options.reconcile === false ? ["--no-reconcile"] : [])];
-  const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  const args = ["--spec", specDir, "--state-dir", stateDir, "--listen", `127.0.0.1:${port}`, ...(options.reconcile === false ? ["--no-reconcile"] : [])];
+  // As an executable, the way it is installed: its #! line carries berthd's V8 flags.
+  const child = spawn(join(REPO_ROOT, "bin", "berthd"), args, { env, stdio: ["ignore", "pipe", "pipe"] });
   const log: string[] = [];
   let stderr = "";
   child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
