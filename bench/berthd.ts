@@ -107,9 +107,11 @@ async function main(): Promise<void> {
     await sleep(10_000);
 
     const idleSeconds = Number(values["idle-seconds"]);
+    const logBefore = daemon.log.length;
     const bare = spawn(process.execPath, ["-e", "setInterval(() => {}, 1000)"], { stdio: "ignore" });
     const [idle, baseline] = await Promise.all([footprint(daemon.process.pid!, idleSeconds), footprint(bare.pid!, idleSeconds)]);
     bare.kill("SIGTERM");
+    const passes = daemon.log.slice(logBefore).filter((line) => line.includes('"msg":"reconcile pass"'));
 
     const total = Number(values["status-requests"]);
     const auth = { authorization: `Bearer ${daemon.adminToken}` };
@@ -149,7 +151,8 @@ async function main(): Promise<void> {
       ["bare node (baseline)", baseline.rssMb.toFixed(1), baseline.maxRssMb.toFixed(1), baseline.cpuPercent.toFixed(2)],
       ["berthd after the read load", (afterReads.rssKb / 1024).toFixed(1), "", ""],
     ]);
-    console.log(`berthd idle RSS is ${(idle.rssMb / baseline.rssMb).toFixed(2)}× a bare node process (target: ≤ 60 MB, < 1% of a core)\n`);
+    console.log(`berthd idle RSS is ${(idle.rssMb / baseline.rssMb).toFixed(2)}× a bare node process (target: ≤ 60 MB, < 1% of a core)`);
+    console.log(`reconcile passes during the idle window: ${passes.length}${passes.length ? ` (${passes.map((p) => (JSON.parse(p) as { trigger: string }).trigger).join("; ")})` : ""}\n`);
     printTable(["requests (20 concurrent clients)", "n", "answers", "p50 (ms)", "p99 (ms)"], [
       row("GET /openapi.json (baseline: TLS + HTTP)", contract),
       row("GET /v1/status", status),

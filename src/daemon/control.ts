@@ -1,6 +1,7 @@
 // The control plane inside berthd: the spec's plan, the stores, and the reconcile loop.
 // Deploys of different environments run side by side; a reconcile pass (a full apply of
 // the spec with the deployed releases) runs alone, so it never sees a half-made release.
+import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { DeployDeps } from "../deploy/deploy.js";
 import { recoverDeploys, withReleases } from "../deploy/deploy.js";
@@ -63,6 +64,8 @@ export class SharedLock {
 }
 
 const MAX_DRIFT = 100;
+/** How old a container listing may be when a status read uses it. */
+const STATUS_TTL_MS = 1000;
 
 export class Control {
   readonly lock = new SharedLock();
@@ -120,11 +123,25 @@ export class Control {
     return this.plan.environments.filter((env) => scopeAllows(scope, env.app, env.env));
   }
 
-  /** The status of environments, from one engine call for all their containers. */
-  async status(environments: EnvironmentPlan[]): Promise<EnvironmentStatus[]> {
-    const listed = await engine("listing containers", () =>
+  private listing: { at: number; containers: Promise<Dockerode.ContainerInfo[]> } | undefined;
+
+  /**
+   * The platform's tenant containers. Status reads arriving together share one engine call,
+   * and its answer serves for up to STATUS_TTL_MS.
+   */
+  private tenantContainers(): Promise<Dockerode.ContainerInfo[]> {
+    if (this.listing && Date.now() - this.listing.at < STATUS_TTL_MS) return this.listing.containers;
+    const containers = engine("listing containers", () =>
       this.docker.listContainers({ all: true, filters: JSON.stringify({ label: [`berth.platform=${this.plan.platform}`, "berth.role=tenant"] }) }),
     );
+    this.listing = { at: Date.now(), containers };
+    containers.catch(() => (this.listing = undefined));
+    return containers;
+  }
+
+  /** The status of environments, from one engine call for all their containers. */
+  async status(environments: EnvironmentPlan[]): Promise<EnvironmentStatus[]> {
+    const listed = await this.tenantContainers();
     const states = new Map<string, string>();
     for (const container of listed) {
       const health = /\((healthy|unhealthy|health: starting)\)/.exec(container.Status)?.[1]?.replace("health: ", "");
@@ -154,6 +171,7 @@ export class Control {
    */
   async reconcile(trigger: string): Promise<Change[]> {
     return this.lock.withExclusive(async () => {
+      const started = Date.now();
       const progress = (line: string) => this.log.debug({ trigger }, line);
       const deps = this.deps(progress);
       await recoverDeploys(this.plan, deps);
@@ -171,6 +189,7 @@ export class Control {
         this.log.warn({ trigger, target: change.target, change: change.kind, detail: change.detail }, "drift repaired");
       }
       this.drift.splice(0, Math.max(0, this.drift.length - MAX_DRIFT));
+      this.log.info({ trigger, changes: changes.length, ms: Date.now() - started }, "reconcile pass");
       return changes;
     });
   }
