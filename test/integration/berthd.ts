@@ -66,7 +66,7 @@ export async function startDaemon(specDir: string, options: { reconcile?: boolea
     process: child,
     log,
     stop: async () => {
-      if (child.exitCode !== null) return child.exitCode;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
       child.kill("SIGTERM");
       const timeout = setTimeout(() => child.kill("SIGKILL"), 40_000);
