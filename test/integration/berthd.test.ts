@@ -7,7 +7,8 @@
 //  - audit log, reconcile loop (a removed container comes back; drift is reported), SIGTERM.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { readdir } from "node:fs/promises";
+import { promisify } from "node:util";
+import { readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import Database from "better-sqlite3";
@@ -15,6 +16,7 @@ import { after, before, describe, test } from "node:test";
 import { Agent, request } from "undici";
 import { loadContract } from "../../src/api/contract.js";
 import { packSource } from "../../src/cli/upload.js";
+import { assertNoCanary, filesUnder } from "../canary.js";
 import { inspectContainer } from "../../src/host/docker.js";
 import { api, cleanupPlatform, closeAgent, eventually, rawRequest, startDaemon, type Answer, type Daemon } from "./berthd.js";
 import { docker, EXAMPLE_ROOT, REPO_ROOT, writeSpec } from "./helpers.js";
@@ -87,6 +89,7 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     const code = await daemon?.stop();
     await closeAgent();
     await cleanupPlatform(client, NAME);
+    if (daemon) for (const path of [daemon.stateDir, daemon.env.BERTH_SECRETS_KEY!]) await rm(path, { recursive: true, force: true });
     assert.equal(code, 0, "berthd exits 0 on SIGTERM");
   });
 
@@ -214,6 +217,19 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     assert.match(listedCli.stdout, /API_KEY\s+v1/);
     assert.equal((await admin("DELETE", "/v1/apps/beta/envs/production/secrets/SMTP_PASSWORD")).status, 200);
     for (const text of [set.text, listed.text, viaCli.stdout, viaCli.stderr, listedCli.stdout, daemon.log.join("\n")]) assert.ok(!text.includes(canary), "no canary value in answers, CLI output or berthd's log");
+    // Nor at rest: every file of the state directory, a dump of every table, the process list.
+    const canaries = [canary, `${canary}-2`];
+    for (const [file, bytes] of await filesUnder(daemon.stateDir)) assertNoCanary(canaries, file, bytes);
+    const db = new Database(join(daemon.stateDir, "berth.db"), { readonly: true });
+    try {
+      const tables = (db.prepare("select name from sqlite_master where type = 'table'").all() as { name: string }[]).map((t) => t.name);
+      assert.ok(tables.includes("secrets") || tables.some((t) => t.startsWith("secret")), `the secrets live in berth.db: ${tables.join(", ")}`);
+      for (const table of tables) assertNoCanary(canaries, `table ${table}`, Buffer.from(JSON.stringify(db.prepare(`select * from "${table}"`).all(), (_, v: unknown) => (Buffer.isBuffer(v) ? v.toString("base64") : v))));
+    } finally {
+      db.close();
+    }
+    const { stdout: ps } = await promisify(execFile)("ps", ["-eo", "args"]);
+    assertNoCanary(canaries, "ps output", Buffer.from(ps));
   });
 
   test("rotating a database password rolls out a new release that serves with the new password", async () => {
