@@ -9,6 +9,7 @@ import { connectDocker, engine, type Docker } from "../host/docker.js";
 import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { planPlatform } from "../plan/plan.js";
 import { applyPlatform, type Change } from "../runtime/apply.js";
+import { ensureProxy, servingNow } from "../runtime/proxy.js";
 import { containerPostgres } from "../runtime/postgres.js";
 import { secretsKeyPath } from "../secrets/keys.js";
 import { SecretStore } from "../secrets/store.js";
@@ -194,26 +195,37 @@ export class Control {
     });
   }
 
+  /** Re-renders nginx's upstreams from what runs now (a restart's new address, a health change). */
+  async refreshProxy(trigger: string): Promise<Change[]> {
+    return this.lock.withExclusive(async () => {
+      const plan = withReleases(this.plan, this.store.activeReleases());
+      const changes = await ensureProxy(this.docker, plan, this.stateDir, await servingNow(this.docker, plan), (line) => this.log.debug({ trigger }, line));
+      if (changes.length > 0) this.log.info({ trigger, changes: changes.length }, "proxy refreshed");
+      return changes;
+    });
+  }
+
   /**
    * Follows the engine's events for this platform's containers until `signal` aborts: a
-   * tenant or platform container that dies, restarts or disappears triggers a reconcile
-   * pass (debounced). A slow periodic pass catches what events miss.
+   * container of the platform that dies, stops or disappears triggers a reconcile pass; a
+   * tenant that starts (a new address) or changes health only a proxy refresh. Both are
+   * debounced, and a slow periodic pass catches what events miss.
    */
   async watch(signal: AbortSignal, options: { debounceMs?: number; periodMs?: number; retryMs?: number; initial?: string } = {}): Promise<void> {
     const debounceMs = options.debounceMs ?? 500;
     const retryMs = options.retryMs ?? 30_000;
     let timer: NodeJS.Timeout | undefined;
-    let pending: string | undefined;
+    let pending: { trigger: string; isFull: boolean } | undefined;
     let running: Promise<unknown> = Promise.resolve();
     let retry: NodeJS.Timeout | undefined;
-    const schedule = (trigger: string) => {
-      pending ??= trigger;
+    const schedule = (trigger: string, isFull = true) => {
+      pending = pending ? { trigger: pending.trigger, isFull: pending.isFull || isFull } : { trigger, isFull };
       clearTimeout(timer);
       timer = setTimeout(() => {
-        const cause = pending!;
+        const { trigger: cause, isFull: full } = pending!;
         pending = undefined;
         running = running
-          .then(() => this.reconcile(cause))
+          .then(() => (full ? this.reconcile(cause) : this.refreshProxy(cause)))
           .catch((error: unknown) => {
             // A failed pass is tried again: what failed (an engine hiccup, a name taken) may clear.
             this.log.error({ err: error, trigger: cause }, `reconcile pass failed; trying again in ${retryMs / 1000} s`);
@@ -238,11 +250,14 @@ export class Control {
         if (line.trim() === "") continue;
         const event = JSON.parse(line) as { Action?: string; Actor?: { Attributes?: Record<string, string> } };
         const name = event.Actor?.Attributes?.name ?? "";
-        // Containers berth itself is replacing come and go by design; a deploy's own
-        // events are not drift.
-        if (name.endsWith("-next") || this.store.locks().length > 0) continue;
-        if (event.Action === "start" || event.Action?.startsWith("health_status: healthy")) continue;
-        schedule(`${event.Action ?? "event"} ${name}`.trim());
+        const role = event.Actor?.Attributes?.["berth.role"] ?? "";
+        // One-off containers (release commands, builds) come and go by design, and so do
+        // the containers a deploy is replacing: none of that is drift.
+        if (!["tenant", "proxy", "postgres"].includes(role) || name.endsWith("-next") || this.store.locks().length > 0) continue;
+        const action = event.Action ?? "event";
+        const isRouting = role === "tenant" && (action === "start" || action.startsWith("health_status"));
+        if (action === "start" && !isRouting) continue;
+        schedule(`${action} ${name}`.trim(), !isRouting);
       }
     });
     await new Promise<void>((resolve, reject) => {
