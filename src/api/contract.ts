@@ -4,9 +4,9 @@
 import { Ajv2020, type ErrorObject, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parse } from "yaml";
 
 // ajv-formats is CommonJS with a default export.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
@@ -88,8 +88,17 @@ function objectSchema(parameters: Json[]): Json {
   return { type: "object", properties, required, additionalProperties: false };
 }
 
+/** The contract document, parsed from its YAML (the parser is loaded only here). */
+export function readContractDocument(path = CONTRACT_PATH): Json {
+  const { parse } = createRequire(import.meta.url)("yaml") as { parse: (text: string) => unknown };
+  return parse(readFileSync(path, "utf8")) as Json;
+}
+
 export function loadContract(path = CONTRACT_PATH): Contract {
-  const document = parse(readFileSync(path, "utf8")) as Json;
+  return compileContract(readContractDocument(path));
+}
+
+export function compileContract(document: Json): Contract {
   const rebased = rebaseRefs(document) as Json;
   const strictAjv = () => {
     const ajv = new Ajv2020({ allErrors: true, strict: false, validateFormats: true });

@@ -7,13 +7,13 @@ import type { DeployDeps } from "../deploy/deploy.js";
 import { recoverDeploys, withReleases } from "../deploy/deploy.js";
 import { connectDocker, engine, type Docker } from "../host/docker.js";
 import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
-import { planPlatform } from "../plan/plan.js";
+import { Worker } from "node:worker_threads";
+import { BerthError, type ErrorCode } from "../errors.js";
 import { applyPlatform, type Change } from "../runtime/apply.js";
 import { ensureProxy, servingNow } from "../runtime/proxy.js";
 import { containerPostgres } from "../runtime/postgres.js";
 import { secretsKeyPath } from "../secrets/keys.js";
 import { SecretStore } from "../secrets/store.js";
-import { loadSpec } from "../spec/index.js";
 import { AccessStore, scopeAllows, type Scope } from "../state/access.js";
 import { Store } from "../state/store.js";
 import { Operations } from "../api/operations.js";
@@ -64,6 +64,23 @@ export class SharedLock {
   }
 }
 
+/** The plan and the contract document, read by ./plan-worker (see there why). */
+async function readInWorker(specPath: string): Promise<{ plan: PlatformPlan; document: Record<string, unknown> }> {
+  // Compiled, the worker is plan-worker.js beside this file; run from source (tsx), .ts.
+  const isSource = import.meta.url.endsWith(".ts");
+  const worker = new Worker(new URL(`./plan-worker.${isSource ? "ts" : "js"}`, import.meta.url), {
+    workerData: { specPath },
+    ...(isSource ? { execArgv: ["--import", "tsx"] } : {}),
+  });
+  const message = await new Promise<{ plan: PlatformPlan; document: Record<string, unknown> } | { error: { code: ErrorCode; message: string; hint?: string } }>((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+  });
+  await worker.terminate();
+  if ("error" in message) throw new BerthError(message.error.code, message.error.message, message.error.hint);
+  return message;
+}
+
 const MAX_DRIFT = 100;
 /** How old a container listing may be when a status read uses it. */
 const STATUS_TTL_MS = 1000;
@@ -84,12 +101,11 @@ export class Control {
     private readonly log: Logger,
   ) {}
 
-  static async open(specPath: string, options: { stateDir?: string; log: Logger }): Promise<Control> {
-    const { root, spec } = await loadSpec(specPath);
-    const plan = planPlatform(spec, { root });
+  static async open(specPath: string, options: { stateDir?: string; log: Logger }): Promise<Control & { contractDocument: Record<string, unknown> }> {
+    const { plan, document } = await readInWorker(specPath);
     const stateDir = options.stateDir ?? `/var/lib/berth/${plan.platform}`;
     const store = new Store(stateDir);
-    return new Control(
+    const control = new Control(
       plan,
       stateDir,
       connectDocker(),
@@ -99,6 +115,7 @@ export class Control {
       new Operations(stateDir),
       options.log,
     );
+    return Object.assign(control, { contractDocument: document });
   }
 
   close(): void {

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { Command } from "commander";
 import { pino } from "pino";
-import { loadContract } from "../api/contract.js";
+import { compileContract } from "../api/contract.js";
 import { createHandlers } from "../api/handlers.js";
 import { problem } from "../api/problem.js";
 import { createApiServer } from "../api/server.js";
@@ -72,7 +72,7 @@ export async function startDaemon(argv: string[]): Promise<void> {
   const tls = options.tlsCert && options.tlsKey
     ? { cert: await readFile(options.tlsCert, "utf8"), key: await readFile(options.tlsKey, "utf8"), certPath: options.tlsCert }
     : await apiCertificate(join(control.stateDir, "api"), host);
-  const server = createApiServer({ contract: loadContract(), handlers: createHandlers(control), access: control.access, log, tls });
+  const server = createApiServer({ contract: compileContract(control.contractDocument), handlers: createHandlers(control), access: control.access, log, tls });
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: NodeJS.ErrnoException) =>
       reject(error.code === "EADDRINUSE" ? new BerthError("PORT_TAKEN", `berthd cannot listen on ${listen}: the address is in use`) : error),
