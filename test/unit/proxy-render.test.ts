@@ -263,7 +263,7 @@ http {
         '"request_id":"$berth_request_id",'
         '"remote_addr":"$remote_addr",'
         '"user_agent":"$http_user_agent"}';
-    access_log /var/log/berth/access.log berth_json;
+    access_log /var/log/berth/access.log berth_json buffer=64k flush=1s;
 
     limit_req_zone $binary_remote_addr zone=general:10m rate=100r/s;
     limit_req_zone $binary_remote_addr zone=api:10m rate=20r/s;
@@ -377,7 +377,7 @@ server {
     for (const absolute of all.matchAll(/(?<=[\s"])\/(etc|var|run)\/[^\s;"]*/g)) assert.fail(`default path ${absolute[0]} left in the config`);
     assert.match(config["sites/shop.conf"]!, /ssl_certificate \/x\/certs\/shop-production\/fullchain\.pem;/);
     assert.match(config["sites/shop.conf"]!, /alias \/x\/pages\/shop-staging\/maintenance\.html;/);
-    assert.match(config["nginx.conf"]!, /pid \/x\/pid;[\s\S]*error_log \/x\/e\.log warn;[\s\S]*access_log \/x\/a\.log berth_json;/);
+    assert.match(config["nginx.conf"]!, /pid \/x\/pid;[\s\S]*error_log \/x\/e\.log warn;[\s\S]*access_log \/x\/a\.log berth_json buffer=64k flush=1s;/);
   });
 
   test("same input, same bytes; the order of observed addresses changes nothing", () => {
