@@ -25,9 +25,13 @@ export function docker(): Docker {
   return connectDocker();
 }
 
-/** Removes the containers, networks, volumes and images labelled berth.bench=true, and nothing else. */
-export async function cleanupBench(client: Docker): Promise<void> {
-  const filters = JSON.stringify({ label: [`${BENCH_LABEL}=true`] });
+/**
+ * Removes the containers, networks, volumes and images carrying all of `labels` (by default
+ * berth.bench=true), and nothing else. A bench that may run beside others passes its own
+ * scope label too, so it never removes theirs.
+ */
+export async function cleanupBench(client: Docker, labels: Record<string, string> = BENCH_LABELS): Promise<void> {
+  const filters = JSON.stringify({ label: Object.entries(labels).map(([key, value]) => `${key}=${value}`) });
   for (const container of await client.listContainers({ all: true, filters })) {
     await client.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
   }
@@ -52,20 +56,20 @@ export function planFromTexts(platformText: string, apps: Record<string, string>
   return planPlatform(result.spec, { root });
 }
 
-/** Adds berth.bench=true to every object the plan describes, so cleanup by label finds them. */
-export function labelPlan(plan: PlatformPlan): PlatformPlan {
-  Object.assign(plan.proxy.labels, BENCH_LABELS);
-  if (plan.postgres.kind === "container") Object.assign(plan.postgres.labels, BENCH_LABELS);
+/** Adds berth.bench=true (or `labels`) to every object the plan describes, so cleanup by label finds them. */
+export function labelPlan(plan: PlatformPlan, labels: Record<string, string> = BENCH_LABELS): PlatformPlan {
+  Object.assign(plan.proxy.labels, labels);
+  if (plan.postgres.kind === "container") Object.assign(plan.postgres.labels, labels);
   for (const env of plan.environments) {
-    Object.assign(env.network.labels, BENCH_LABELS);
-    for (const component of env.components) for (const container of component.containers) Object.assign(container.labels, BENCH_LABELS);
+    Object.assign(env.network.labels, labels);
+    for (const component of env.components) for (const container of component.containers) Object.assign(container.labels, labels);
   }
   return plan;
 }
 
-/** A named volume with the bench label: Docker would otherwise create a mount's volume unlabelled. */
-export async function labelledVolume(client: Docker, name: string): Promise<void> {
-  await client.createVolume({ Name: name, Labels: BENCH_LABELS });
+/** A named volume with the bench label (or `labels`): Docker would otherwise create a mount's volume unlabelled. */
+export async function labelledVolume(client: Docker, name: string, labels: Record<string, string> = BENCH_LABELS): Promise<void> {
+  await client.createVolume({ Name: name, Labels: labels });
 }
 
 export async function containerIp(client: Docker, container: string, network: string): Promise<string> {

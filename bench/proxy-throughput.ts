@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitHealthy, type Docker } from "../src/host/docker.js";
 import { ensureProxy } from "../src/runtime/proxy.js";
+import { scopeLabels } from "./deploy-lib.js";
 import {
-  BENCH_LABELS,
   EXAMPLE_ROOT,
   cleanupBench,
   containerIp,
@@ -39,6 +39,8 @@ const DOMAIN = "benchtp.localhost";
 /** The static site's small answer (3 bytes); the site itself does not log this path. */
 const PATH = "/health.txt";
 const MINIMAL_PROXY = "berth-bench-tp-minimal";
+/** berth.bench=true and berth.bench.scope=tp on everything this bench creates; cleanup removes only those. */
+const LABELS = scopeLabels("tp");
 
 // Rate limits high enough never to answer 429 to wrk: the bench measures proxying, not limiting.
 const PLATFORM = `name: benchtp
@@ -101,13 +103,13 @@ async function wrk(target: Target): Promise<WrkResult> {
 async function main(): Promise<void> {
   const client = connect();
   const stateDir = await mkdtemp(join(tmpdir(), "berth-bench-tp-"));
-  await cleanupBench(client);
+  await cleanupBench(client, LABELS);
   try {
-    await mustRun("docker", ["build", "-q", "--label", "berth.bench=true", "-t", IMAGE, join(EXAMPLE_ROOT, "src", "paiss", "web")], {
+    await mustRun("docker", ["build", "-q", ...Object.entries(LABELS).flatMap(([key, value]) => ["--label", `${key}=${value}`]), "-t", IMAGE, join(EXAMPLE_ROOT, "src", "paiss", "web")], {
       timeoutMs: 300_000,
       env: { ...process.env, DOCKER_BUILDKIT: "0" },
     });
-    const plan = labelPlan(planFromTexts(PLATFORM, { benchtp: APP }));
+    const plan = labelPlan(planFromTexts(PLATFORM, { benchtp: APP }), LABELS);
     const environment = plan.environments[0]!;
     const backend = environment.components[0]!.containers[0]!;
     const network = environment.network.name;
@@ -118,7 +120,7 @@ async function main(): Promise<void> {
     const backendIp = await containerIp(client, backend.name, network);
 
     // berth's proxy exactly as apply starts it: rendered config, one-off nginx -t, swap, start.
-    await labelledVolume(client, plan.proxy.volumes.logs);
+    await labelledVolume(client, plan.proxy.volumes.logs, LABELS);
     await ensureProxy(client, plan, stateDir, new Map([[backend.name, backend.name]]), () => undefined);
     const berthIp = await containerIp(client, plan.proxy.container, network);
 
@@ -129,7 +131,7 @@ async function main(): Promise<void> {
       name: MINIMAL_PROXY,
       Image: "berth-nginx:1.22",
       Cmd: ["nginx", "-g", "daemon off;", "-c", "/bench/nginx.conf"],
-      Labels: BENCH_LABELS,
+      Labels: LABELS,
       HostConfig: { NetworkMode: network, Binds: [`${minimalDir}:/bench:ro`] },
     });
     const minimalIp = await containerIp(client, MINIMAL_PROXY, network);
@@ -191,7 +193,7 @@ async function main(): Promise<void> {
     console.log(`berth / hand-written p99:   ${(berth.p99 / minimal.p99).toFixed(3)} (ratio of medians); per round ${list(p99Ratios)}, median ${median(p99Ratios).toFixed(3)}  (lower is better)`);
     console.log(`host after: ${hostLoad()}`);
   } finally {
-    await cleanupBench(client);
+    await cleanupBench(client, LABELS);
     await rm(stateDir, { recursive: true, force: true });
   }
 }
