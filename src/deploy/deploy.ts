@@ -5,13 +5,13 @@
 import { BerthError } from "../errors.js";
 import { engine, imageExists, inspectContainer, type Docker } from "../host/docker.js";
 import type { EnvironmentPlan, ImageSource, PlatformPlan } from "../plan/types.js";
-import { convergeComponent, injectedEnv, NEXT_SUFFIX, removeContainer, retireReplaced, type ContainerOutcome, type SecretsSource } from "../runtime/apply.js";
+import { convergeComponent, injectedEnv, NEXT_SUFFIX, removeContainer, retireReplaced, type ContainerOutcome, type ConvergeHooks, type SecretsSource } from "../runtime/apply.js";
 import type { Progress } from "../runtime/images.js";
 import { ensureImage } from "../runtime/images.js";
 import { fetchSource } from "./source.js";
 import { ensureNetworks } from "../runtime/networks.js";
 import type { DatabaseRuntime } from "../runtime/postgres.js";
-import { ensureProxy, runningContainers, servingNow } from "../runtime/proxy.js";
+import { ensureProxy, prepareProxy, runningContainers, servingNow } from "../runtime/proxy.js";
 import type { Release, Store } from "../state/store.js";
 
 export interface DeployDeps {
@@ -173,6 +173,15 @@ async function imageIds(docker: Docker, images: Record<string, string>): Promise
   return Object.fromEntries(entries);
 }
 
+/** prepareProxy for the switch: what serves now, with the planned containers served by `early` (never throws). */
+async function prepareSwitch(docker: Docker, plan: PlatformPlan, target: PlatformPlan, stateDir: string, early: Map<string, string>): Promise<void> {
+  const running = await runningContainers(docker, plan.platform).catch(() => undefined);
+  if (!running) return;
+  const serving = await servingNow(docker, plan, running);
+  for (const [name, container] of early) serving.set(name, container);
+  await prepareProxy(docker, target, stateDir, serving, { running });
+}
+
 /** Polls the new containers for the health window; returns why one failed, if one did. */
 async function watchHealth(docker: Docker, names: string[], windowMs: number): Promise<string | undefined> {
   for (const deadline = Date.now() + windowMs; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
@@ -208,6 +217,7 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
   };
   let outcomes: ContainerOutcome[] = [];
   let hasRunReleaseCommand = false;
+  let preparing: Promise<void> | undefined;
   try {
     mark("prepare");
     // A first deploy may come before any apply: the environment's network must exist.
@@ -219,12 +229,22 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     const database = targetEnv.database ? await deps.databases.converge(target, progress) : { urls: {} as Record<string, string> };
     mark("start-new");
     hasRunReleaseCommand = targetEnv.components.some((c) => c.release);
+    // While the new containers boot, the switch is prepared: the proxy configuration that routes
+    // to them is written and checked by nginx then, so the switch itself only swaps and reloads.
+    const early = new Map<string, string>();
+    const expected = targetEnv.components.reduce((sum, component) => sum + component.containers.length, 0);
+    const hooks: ConvergeHooks = {
+      serving: (container, name) => {
+        early.set(container.name, name);
+        if (early.size === expected) preparing ??= prepareSwitch(docker, plan, target, deps.stateDir, early);
+      },
+    };
     const perComponent = await Promise.all(
       targetEnv.components.map((component) =>
         convergeComponent(docker, component, {
           image: images[component.name]!,
           injectedEnv: injectedEnv(component, secrets, database.urls[`${env.app}/${env.env}`]),
-        }, options.healthTimeoutMs ?? 60_000, progress),
+        }, options.healthTimeoutMs ?? 60_000, progress, hooks),
       ),
     );
     outcomes = perComponent.flat();
@@ -234,6 +254,7 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     }
 
     mark("switch");
+    await preparing;
     // One listing of what runs serves both: which containers serve, and at which addresses.
     const running = await runningContainers(docker, plan.platform);
     const serving = await servingNow(docker, plan, running);
@@ -256,6 +277,7 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     mark("done");
     store.finishRelease(release, { status: "active", hasRunReleaseCommand, timings });
   } catch (error) {
+    await preparing;
     // Whatever failed, the new containers go and the old release keeps (or is back to) serving.
     for (const outcome of outcomes) if (outcome.retire) await removeContainer(docker, outcome.serving!);
     const isRolledBack = store.journalOf(release.id).includes("rollback");

@@ -102,10 +102,23 @@ export function validateInContainer(docker: Docker, container: string): ProxyVal
 export interface StagedProxy {
   changed: boolean;
   generation: number;
-  /** What nginx checked: everything, only the changed files (see narrowCheck), or nothing (no validator, or no change). */
-  checked: "all" | "changed" | "none";
+  /**
+   * What nginx checked: everything, only the changed files (see narrowCheck), nothing (no
+   * validator, or no change), or nothing now because this very configuration was prepared and
+   * checked before (see StageOptions.swap).
+   */
+  checked: "all" | "changed" | "none" | "earlier";
   /** The live configuration's token, when the files carried one. */
   token?: string;
+}
+
+export interface StageOptions {
+  /**
+   * false: prepare only — write and check the generation, but leave `current` alone. A later
+   * stage of byte-identical files (with the same certificates) swaps to it without writing or
+   * checking again: a deploy prepares the switch while its new containers boot.
+   */
+  swap?: boolean;
 }
 
 /**
@@ -114,7 +127,7 @@ export interface StagedProxy {
  * once the proxy container is attached to every network the config points at; and then
  * `pruneGenerations`, which is no business of the switch.
  */
-export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validate: ProxyValidator | undefined): Promise<StagedProxy> {
+export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validate: ProxyValidator | undefined, options: StageOptions = {}): Promise<StagedProxy> {
   await mkdir(dir.gen, { recursive: true });
   const token = files.token ? { token: files.token } : {};
   const live = await currentGeneration(dir);
@@ -127,6 +140,14 @@ export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validat
       : await sameAsGeneration(liveDir, files.config);
     if (isSame) return { changed: pagesChanged, generation: live, checked: "none", ...token };
   }
+  const certificates = await certificateStates(dir, files.config);
+  if (validate && options.swap !== false) {
+    const prepared = await preparedGeneration(dir, live, hashes, certificates);
+    if (prepared !== undefined) {
+      await swapTo(dir, prepared);
+      return { changed: true, generation: prepared, checked: "earlier", ...token };
+    }
+  }
 
   const generation = ((await generations(dir)).at(-1) ?? 0) + 1;
   const staging = join(dir.gen, `${generation}.staging`);
@@ -137,7 +158,6 @@ export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validat
   await rename(staging, final);
 
   // Validate before swapping: a broken file behind `current` would survive until nginx restarts.
-  const certificates = await certificateStates(dir, files.config);
   let checked: StagedProxy["checked"] = "none";
   if (validate) {
     const narrowed = liveDir && liveManifest ? await narrowCheck(liveDir, liveManifest, files.config, written, certificates) : undefined;
@@ -156,12 +176,33 @@ export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validat
   }
   const manifest: Manifest = { version: 1, validated: validate !== undefined, files: hashes, certificates };
   await writeFile(join(final, MANIFEST), JSON.stringify(manifest));
+  if (options.swap === false) return { changed: true, generation, checked, ...token };
+  await swapTo(dir, generation);
+  return { changed: true, generation, checked, ...token };
+}
 
+async function swapTo(dir: ProxyDir, generation: number): Promise<void> {
   const link = `${dir.current}.new`;
   await rm(link, { force: true });
   await symlink(`gen/${generation}`, link);
   await rename(link, dir.current);
-  return { changed: true, generation, checked, ...token };
+}
+
+/**
+ * A generation newer than the live one, prepared (StageOptions.swap false) and checked, whose
+ * files are exactly these and whose certificates are as nginx saw them then. Its check holds
+ * whatever went live since: a checked generation is valid as a whole, not relative to another.
+ */
+async function preparedGeneration(dir: ProxyDir, live: number | undefined, hashes: Record<string, string>, certificates: Record<string, string>): Promise<number | undefined> {
+  const newer = (await generations(dir)).filter((generation) => live === undefined || generation > live).reverse();
+  for (const generation of newer) {
+    const manifest = await readManifest(join(dir.gen, String(generation)));
+    if (!manifest?.validated || !sameKeys(manifest.files, hashes) || !sameKeys(manifest.certificates ?? {}, certificates)) continue;
+    if (Object.entries(hashes).some(([path, hash]) => manifest.files[path] !== hash)) continue;
+    if (Object.entries(certificates).some(([path, state]) => state === "unknown" || manifest.certificates[path] !== state)) continue;
+    return generation;
+  }
+  return undefined;
 }
 
 function sameKeys(a: Record<string, string>, b: Record<string, string>): boolean {
@@ -327,7 +368,7 @@ export interface ReloadProbe {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The token the worker that accepted a fresh connection answers, or undefined. */
-function askToken(address: string): Promise<string | undefined> {
+export function askToken(address: string): Promise<string | undefined> {
   const [host, port] = /^(.*?)(?::(\d+))?$/.exec(address)!.slice(1);
   return new Promise((resolve) => {
     const req = request({ host: host!.replace(/^\[|\]$/g, ""), port: Number(port ?? 80), path: "/", headers: { host: GENERATION_HOST }, agent: false, timeout: 1000 }, (res) => {

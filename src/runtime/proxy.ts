@@ -5,10 +5,10 @@ import { access, mkdir } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { BerthError } from "../errors.js";
-import { demuxLogs, engine, inspectContainer, logTail, waitHealthy, type Docker } from "../host/docker.js";
+import { demuxLogs, engine, inspectContainer, logTail, waitHealthy, type Docker, type HealthOutcome } from "../host/docker.js";
 import type { PlatformPlan } from "../plan/types.js";
 import { platformLabels } from "../plan/names.js";
-import { PROXY_MOUNT, proxyDir, pruneGenerations, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../proxy/apply.js";
+import { askToken, PROXY_MOUNT, proxyDir, pruneGenerations, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../proxy/apply.js";
 import { renderProxyConfig, type ProxyObserved } from "../proxy/render.js";
 import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
 import type { Change } from "./apply.js";
@@ -183,6 +183,44 @@ export interface EnsureProxyOptions {
   running?: Map<string, Running>;
 }
 
+/** Whether ensureProxy would create or replace the proxy container (it is missing, stopped or planned otherwise). */
+export async function proxyNeedsContainer(docker: Docker, plan: PlatformPlan, stateDir: string): Promise<boolean> {
+  const current = await inspectContainer(docker, plan.proxy.container);
+  return !(current?.State.Running === true && current.Config.Labels["berth.config-hash"] === configHashOf(proxyCreateOptions(plan, stateDir)));
+}
+
+/** The configuration for what runs now, and the proxy container it would go to. */
+async function renderNow(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, running: Map<string, Running> | undefined) {
+  const dir = proxyDir(stateDir);
+  await Promise.all([mkdir(dir.certs, { recursive: true }), mkdir(dir.pages, { recursive: true }), mkdir(join(stateDir, "acme"), { recursive: true })]);
+  // Independent reads at once: the running containers, the proxy container, the certificates.
+  const [upstreams, certificates, current] = await Promise.all([
+    (running ? Promise.resolve(running) : runningContainers(docker, plan.platform)).then((containers) => observeUpstreams(plan, serving, containers)),
+    ensureCertificates(plan, stateDir).then(() => observeCertificates(plan, stateDir)),
+    inspectContainer(docker, plan.proxy.container),
+  ]);
+  const rendered = renderProxyConfig(plan, { upstreams, certificates });
+  const createOptions = proxyCreateOptions(plan, stateDir);
+  const isReusable = current?.State.Running === true && current.Config.Labels["berth.config-hash"] === configHashOf(createOptions);
+  return { dir, rendered, createOptions, current, isReusable };
+}
+
+/**
+ * Prepares a switch ahead of time: the configuration for `serving` (new containers that are
+ * still booting), written and checked by nginx but not swapped in. When the switch then
+ * renders the same bytes, ensureProxy swaps to it without checking again. Does nothing when
+ * the proxy container is not running as planned (ensureProxy would replace it). Never throws:
+ * a configuration nginx rejects is rejected again, with its message, by the switch itself.
+ */
+export async function prepareProxy(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, options: EnsureProxyOptions = {}): Promise<void> {
+  try {
+    const { dir, rendered, isReusable } = await renderNow(docker, plan, stateDir, serving, options.running);
+    if (isReusable) await stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container), { swap: false });
+  } catch {
+    // The switch does the same work again and reports what failed.
+  }
+}
+
 export async function ensureProxy(
   docker: Docker,
   plan: PlatformPlan,
@@ -191,20 +229,10 @@ export async function ensureProxy(
   progress: Progress,
   options: EnsureProxyOptions = {},
 ): Promise<Change[]> {
-  const dir = proxyDir(stateDir);
-  await Promise.all([mkdir(dir.certs, { recursive: true }), mkdir(dir.pages, { recursive: true }), mkdir(join(stateDir, "acme"), { recursive: true })]);
-  // Independent reads at once: the running containers, the proxy container, the certificates.
-  const [upstreams, certificates, current] = await Promise.all([
-    (options.running ? Promise.resolve(options.running) : runningContainers(docker, plan.platform)).then((running) => observeUpstreams(plan, serving, running)),
-    ensureCertificates(plan, stateDir).then(() => observeCertificates(plan, stateDir)),
-    inspectContainer(docker, plan.proxy.container),
-  ]);
-  const rendered = renderProxyConfig(plan, { upstreams, certificates });
-  const createOptions = proxyCreateOptions(plan, stateDir);
-  const isReusable = current?.State.Running && current.Config.Labels["berth.config-hash"] === configHashOf(createOptions);
+  const { dir, rendered, createOptions, current, isReusable } = await renderNow(docker, plan, stateDir, serving, options.running);
   const changes: Change[] = [];
 
-  if (isReusable) {
+  if (isReusable && current) {
     const [networks, staged] = await Promise.all([
       connectNetworks(docker, plan, Object.keys(current.NetworkSettings.Networks)),
       stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container)),
@@ -230,13 +258,35 @@ export async function ensureProxy(
   await engine(`creating ${plan.proxy.container}`, () => docker.createContainer(createOptions));
   await connectNetworks(docker, plan, [createOptions.HostConfig!.NetworkMode!]);
   await engine(`starting ${plan.proxy.container}`, () => docker.getContainer(plan.proxy.container).start());
-  const health = await waitHealthy(docker, plan.proxy.container, 30_000);
+  // Ready when nginx answers the configuration's token: no wait for the engine's first health check.
+  const health = await waitServing(docker, plan.proxy.container, rendered.token, 30_000);
   if (!health.ok) {
     throw new BerthError("INTERNAL", `the proxy did not start: ${health.reason}\n${await logTail(docker, plan.proxy.container)}`);
   }
   await pruneGenerations(dir);
   changes.push({ kind: current ? "replaced" : "created", target: plan.proxy.container });
   return changes;
+}
+
+/**
+ * A started proxy container is ready once nginx answers the token of its configuration (asked
+ * every 10 ms at its addresses); it has failed if it stops running. Falls back to the engine's
+ * health check when the container has no address berth can reach.
+ */
+async function waitServing(docker: Docker, container: string, token: string, timeoutMs: number): Promise<HealthOutcome> {
+  const deadline = Date.now() + timeoutMs;
+  let addresses: string[] = [];
+  for (let round = 0; Date.now() < deadline; round++) {
+    if (round % 10 === 0) {
+      const info = await inspectContainer(docker, container);
+      if (!info?.State.Running || info.State.Restarting) return { ok: false, reason: `the container exited with code ${info?.State.ExitCode ?? "?"}` };
+      addresses = Object.values(info.NetworkSettings.Networks).map((network) => network.IPAddress).filter(Boolean);
+      if (addresses.length === 0) return waitHealthy(docker, container, Math.max(0, deadline - Date.now()));
+    }
+    for (const address of addresses) if ((await askToken(address)) === token) return { ok: true };
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return { ok: false, reason: `nginx did not answer within ${timeoutMs / 1000} s` };
 }
 
 /** Attaches the proxy to every environment network it lacks (removed networks detach it themselves). */

@@ -146,3 +146,29 @@ test("pruning keeps the last three generations", async () => {
   assert.deepEqual((await readdir(dir.gen)).sort(), ["3", "4", "5"]);
   assert.equal(await readlink(dir.current), "gen/5");
 });
+
+test("a prepared generation is checked but not live; staging the same files later swaps to it without another check", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  const checked: string[] = [];
+  await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 204;" }), hostValidator(root, checked));
+  const prepared = await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 200;" }), hostValidator(root, checked), { swap: false });
+  assert.deepEqual(prepared, { changed: true, generation: 2, checked: "changed" });
+  assert.equal(await readlink(dir.current), "gen/1", "preparing changes nothing that serves");
+  // Other files than the prepared ones: a generation of their own, checked.
+  const other = await stageProxyConfig(dir, sites({ a: "return 200;", b: "return 204;" }), hostValidator(root, checked), { swap: false });
+  assert.equal(other.generation, 3);
+  const switched = await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 200;" }), hostValidator(root, checked));
+  assert.deepEqual(switched, { changed: true, generation: 2, checked: "earlier" });
+  assert.equal(await readlink(dir.current), "gen/2");
+  assert.deepEqual(checked, ["nginx.conf", "berth-check.conf", "berth-check.conf"], "no check at the swap");
+});
+
+test("a prepared generation that nginx rejected is not kept, so the switch checks again and fails the same way", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  await stageProxyConfig(dir, sites({ a: "return 204;" }), hostValidator(root));
+  await assert.rejects(stageProxyConfig(dir, sites({ a: "retrun 204;" }), hostValidator(root), { swap: false }), /unknown directive/);
+  await assert.rejects(stageProxyConfig(dir, sites({ a: "retrun 204;" }), hostValidator(root)), /unknown directive/);
+  assert.equal(await readlink(dir.current), "gen/1");
+});
