@@ -11,7 +11,7 @@ import { ensureImage } from "../runtime/images.js";
 import { fetchSource } from "./source.js";
 import { ensureNetworks } from "../runtime/networks.js";
 import type { DatabaseRuntime } from "../runtime/postgres.js";
-import { ensureProxy, prepareProxy, runningContainers, servingNow } from "../runtime/proxy.js";
+import { ensureProxy, holdSwitch, prepareProxy, releaseSwitch, runningContainers, servingNow } from "../runtime/proxy.js";
 import type { Release, Store } from "../state/store.js";
 
 export interface DeployDeps {
@@ -216,6 +216,7 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     progress(`r${release.number} ${step}`);
   };
   let outcomes: ContainerOutcome[] = [];
+  let switchedNames: string[] = [];
   let hasRunReleaseCommand = false;
   let preparing: Promise<void> | undefined;
   try {
@@ -259,6 +260,10 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     const running = await runningContainers(docker, plan.platform);
     const serving = await servingNow(docker, plan, running);
     for (const outcome of outcomes) if (outcome.serving) serving.set(outcome.plan.name, outcome.serving);
+    // Held until the new containers carry their planned names: a proxy change made meanwhile
+    // for another environment (berthd deploys them side by side) keeps routing here.
+    switchedNames = outcomes.filter((o) => o.retire).map((o) => o.plan.name);
+    holdSwitch(outcomes.filter((o) => o.retire).map((o) => [o.plan.name, o.serving!] as const));
     await ensureProxy(docker, target, deps.stateDir, serving, progress, { running });
 
     mark("health-window");
@@ -266,6 +271,7 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     const unhealthy = await watchHealth(docker, fresh, options.healthWindowMs ?? 3000);
     if (unhealthy) {
       mark("rollback");
+      releaseSwitch(switchedNames);
       const previous = await servingNow(docker, plan);
       for (const outcome of outcomes) if (outcome.retire) previous.set(outcome.plan.name, outcome.plan.name);
       await ensureProxy(docker, plan, deps.stateDir, previous, progress);
@@ -274,9 +280,11 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
 
     mark("drain");
     await retireReplaced(docker, outcomes, options.drainMs ?? 2000);
+    releaseSwitch(switchedNames);
     mark("done");
     store.finishRelease(release, { status: "active", hasRunReleaseCommand, timings });
   } catch (error) {
+    releaseSwitch(switchedNames);
     await preparing;
     // Whatever failed, the new containers go and the old release keeps (or is back to) serving.
     for (const outcome of outcomes) if (outcome.retire) await removeContainer(docker, outcome.serving!);

@@ -190,12 +190,50 @@ export async function proxyNeedsContainer(docker: Docker, plan: PlatformPlan, st
 }
 
 /** The configuration for what runs now, and the proxy container it would go to. */
+/**
+ * Proxy changes made by this process go one at a time (berthd deploys environments side by
+ * side): each stages its generation alone, and renders from what runs when its turn comes.
+ */
+let proxyTurn: Promise<unknown> = Promise.resolve();
+/** Counts finished turns: a listing of running containers taken before one is stale. */
+let turnsDone = 0;
+
+function inTurn<T>(work: (isFresh: boolean) => Promise<T>): Promise<T> {
+  const asked = turnsDone;
+  const result = proxyTurn.then(() => work(asked === turnsDone)).finally(() => turnsDone++);
+  proxyTurn = result.catch(() => undefined);
+  return result;
+}
+
+/**
+ * Containers that deploys in flight have switched traffic to, by planned name (web → web-next).
+ * Every render honours them, so one environment's proxy change never sends another
+ * environment's traffic back to the containers its deploy is about to stop.
+ */
+const switched = new Map<string, string>();
+
+export function holdSwitch(entries: Iterable<readonly [string, string]>): void {
+  for (const [name, container] of entries) switched.set(name, container);
+}
+
+export function releaseSwitch(names: Iterable<string>): void {
+  for (const name of names) switched.delete(name);
+}
+
+/** `serving` with the held switches of deploys in flight, where their containers run. */
+function withSwitched(serving: Map<string, string>, running: Map<string, Running>): Map<string, string> {
+  if (switched.size === 0) return serving;
+  const merged = new Map(serving);
+  for (const [name, container] of switched) if (running.has(container)) merged.set(name, container);
+  return merged;
+}
+
 async function renderNow(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, running: Map<string, Running> | undefined) {
   const dir = proxyDir(stateDir);
   await Promise.all([mkdir(dir.certs, { recursive: true }), mkdir(dir.pages, { recursive: true }), mkdir(join(stateDir, "acme"), { recursive: true })]);
   // Independent reads at once: the running containers, the proxy container, the certificates.
   const [upstreams, certificates, current] = await Promise.all([
-    (running ? Promise.resolve(running) : runningContainers(docker, plan.platform)).then((containers) => observeUpstreams(plan, serving, containers)),
+    (running ? Promise.resolve(running) : runningContainers(docker, plan.platform)).then((containers) => observeUpstreams(plan, withSwitched(serving, containers), containers)),
     ensureCertificates(plan, stateDir).then(() => observeCertificates(plan, stateDir)),
     inspectContainer(docker, plan.proxy.container),
   ]);
@@ -213,15 +251,17 @@ async function renderNow(docker: Docker, plan: PlatformPlan, stateDir: string, s
  * a configuration nginx rejects is rejected again, with its message, by the switch itself.
  */
 export async function prepareProxy(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, options: EnsureProxyOptions = {}): Promise<void> {
-  try {
-    const { dir, rendered, isReusable } = await renderNow(docker, plan, stateDir, serving, options.running);
-    if (isReusable) await stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container), { swap: false });
-  } catch {
-    // The switch does the same work again and reports what failed.
-  }
+  await inTurn(async (isFresh) => {
+    try {
+      const { dir, rendered, isReusable } = await renderNow(docker, plan, stateDir, serving, isFresh ? options.running : undefined);
+      if (isReusable) await stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container), { swap: false });
+    } catch {
+      // The switch does the same work again and reports what failed.
+    }
+  });
 }
 
-export async function ensureProxy(
+export function ensureProxy(
   docker: Docker,
   plan: PlatformPlan,
   stateDir: string,
@@ -229,7 +269,11 @@ export async function ensureProxy(
   progress: Progress,
   options: EnsureProxyOptions = {},
 ): Promise<Change[]> {
-  const { dir, rendered, createOptions, current, isReusable } = await renderNow(docker, plan, stateDir, serving, options.running);
+  return inTurn((isFresh) => ensureProxyNow(docker, plan, stateDir, serving, progress, isFresh ? options.running : undefined));
+}
+
+async function ensureProxyNow(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, progress: Progress, running: Map<string, Running> | undefined): Promise<Change[]> {
+  const { dir, rendered, createOptions, current, isReusable } = await renderNow(docker, plan, stateDir, serving, running);
   const changes: Change[] = [];
 
   if (isReusable && current) {

@@ -180,6 +180,39 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     assert.equal(env.deploying, null);
   });
 
+  test("two environments deploy at once, each switching its own traffic, and no request fails", async () => {
+    // New secrets change both environments' containers, so both deploys replace them.
+    for (const [app, env] of [["alpha", "production"], ["beta", "production"]]) {
+      assert.equal((await admin("PUT", `/v1/apps/${app}/envs/${env}/secrets/SIDE_BY_SIDE`, { value: "1" })).status, 200);
+    }
+    const before = { alpha: (await inspectContainer(client, "alpha-web-production"))!.Id, beta: (await inspectContainer(client, "beta-web-production"))!.Id };
+    const [a, b] = await Promise.all([
+      admin("POST", "/v1/apps/alpha/envs/production/deploys", { reason: "side by side" }),
+      admin("POST", "/v1/apps/beta/envs/production/deploys", { reason: "side by side" }),
+    ]);
+    assert.deepEqual([a.status, b.status], [202, 202]);
+    let isDone = false;
+    const failures: string[] = [];
+    let requests = 0;
+    const traffic = (async () => {
+      for (const deadline = Date.now() + 240_000; !isDone && Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+        for (const host of ["alpha.test", "beta.test"]) {
+          requests++;
+          const answer = await httpsGet(host, "/health.txt").catch((error: Error) => ({ status: 0, body: error.message }));
+          if (answer.status !== 200) failures.push(`${host}: ${answer.status} ${answer.body.slice(0, 80)}`);
+        }
+      }
+    })();
+    const results = await Promise.all([a, b].map((started) => followOperation(daemon.adminToken, (started.body as { id: string }).id)));
+    isDone = true;
+    await traffic;
+    assert.deepEqual(results.map((r) => r.final.state), ["succeeded", "succeeded"], JSON.stringify(results.map((r) => r.final.error)));
+    assert.notEqual((await inspectContainer(client, "alpha-web-production"))!.Id, before.alpha, "alpha runs a new container");
+    assert.notEqual((await inspectContainer(client, "beta-web-production"))!.Id, before.beta, "beta runs a new container");
+    assert.ok(requests > 20, `${requests} requests during the deploys`);
+    assert.deepEqual(failures, [], `${failures.length} of ${requests} requests failed`);
+  });
+
   test("the remote CLI deploys the local working directory as an uploaded build context", async () => {
     const token = ((await admin("POST", "/v1/tokens", { name: "laptop", scope: { kind: "app", app: "alpha" } })).body as { token: string }).token;
     const result = await cli(["deploy", "alpha", "--env", "staging", "--upload", join(EXAMPLE_ROOT, "src", "paiss"), "--reason", "from my laptop"], token);
