@@ -2,9 +2,9 @@
 // 202 at once, run in the background, their progress lines kept for replay and streamed
 // live to Server-Sent-Events subscribers. A finished operation is written to SQLite, so
 // its final state stays readable after berthd restarts.
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
+import { openStateDatabase } from "../state/db.js";
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
 import type { Release } from "../state/store.js";
 import type { Problem } from "./problem.js";
 
@@ -41,10 +41,7 @@ export class Operations {
   private readonly db: Database.Database;
 
   constructor(stateDir: string) {
-    this.db = new Database(join(stateDir, "berth.db"));
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("busy_timeout = 5000");
-    this.db.exec("create table if not exists operations (id text primary key, app text not null, env text not null, view text not null)");
+    this.db = openStateDatabase(stateDir, "create table if not exists operations (id text primary key, app text not null, env text not null, view text not null)");
   }
 
   close(): void {

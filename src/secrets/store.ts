@@ -2,9 +2,9 @@
 // (berth.db, beside the Store's tables) with the key-encryption keys in a key file elsewhere.
 // Every set or unset appends a row (a deletion is a marker row), so each secret keeps its
 // history and each environment has a secrets version that a release can record.
-import Database from "better-sqlite3";
-import { mkdirSync } from "node:fs";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import type Database from "better-sqlite3";
+import { openStateDatabase } from "../state/db.js";
+import { isAbsolute, relative, resolve } from "node:path";
 import { BerthError } from "../errors.js";
 import { DecryptionError, openSecret, rewrapKey, sealSecret, type SecretRef } from "./crypto.js";
 import { currentKek, newKeyRing, readKeyRing, withNewKey, withoutKeys, writeKeyRing, type KeyRing } from "./keys.js";
@@ -131,12 +131,7 @@ export class SecretStore {
         "Keep it elsewhere (the default is /etc/berth/PLATFORM/secrets.key): pass --secrets-key PATH or set BERTH_SECRETS_KEY.",
       );
     }
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    this.db = new Database(join(stateDir, "berth.db"));
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
-    this.db.pragma("busy_timeout = 5000");
-    this.db.exec(SCHEMA);
+    this.db = openStateDatabase(stateDir, SCHEMA);
   }
 
   close(): void {

@@ -1,10 +1,9 @@
 // Who may do what, and what was done: API tokens (stored as SHA-256 hashes, never their
 // values) and the audit log, in the control plane's SQLite file beside the releases.
 // The audit table refuses UPDATE and DELETE by trigger: it can only grow.
-import Database from "better-sqlite3";
+import type Database from "better-sqlite3";
+import { openStateDatabase } from "./db.js";
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
 import { BerthError } from "../errors.js";
 
 export type Scope = { kind: "admin" } | { kind: "app"; app: string } | { kind: "environment"; app: string; env: string };
@@ -116,12 +115,7 @@ export class AccessStore {
   private readonly db: Database.Database;
 
   constructor(stateDir: string) {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    this.db = new Database(join(stateDir, "berth.db"));
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
-    this.db.pragma("busy_timeout = 5000");
-    this.db.exec(SCHEMA);
+    this.db = openStateDatabase(stateDir, SCHEMA);
   }
 
   close(): void {

@@ -1,8 +1,7 @@
 // The control plane's embedded store (SQLite): releases, deploy locks and the deploy
 // journal. Releases are immutable once finished; only their status moves forward.
-import Database from "better-sqlite3";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import type Database from "better-sqlite3";
+import { openStateDatabase } from "./db.js";
 import { BerthError } from "../errors.js";
 
 export type ReleaseStatus = "deploying" | "active" | "superseded" | "failed" | "rolled-back";
@@ -119,14 +118,7 @@ export class Store {
   private readonly db: Database.Database;
 
   constructor(stateDir: string) {
-    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-    this.db = new Database(join(stateDir, "berth.db"));
-    // WAL: readers (status) never wait for a deploy's writes; synchronous=FULL: a committed
-    // journal step survives a power cut.
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = FULL");
-    this.db.pragma("busy_timeout = 5000");
-    this.db.exec(SCHEMA);
+    this.db = openStateDatabase(stateDir, SCHEMA);
   }
 
   close(): void {
