@@ -5,7 +5,7 @@ import type Dockerode from "dockerode";
 import type { Logger } from "pino";
 import type { DeployDeps } from "../deploy/deploy.js";
 import { recoverDeploys, withReleases } from "../deploy/deploy.js";
-import { connectDocker, engine, type Docker } from "../host/docker.js";
+import { connectDocker, engine, followContainerEvents, type Docker } from "../host/docker.js";
 import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { Worker } from "node:worker_threads";
 import { BerthError, type ErrorCode } from "../errors.js";
@@ -253,42 +253,22 @@ export class Control {
     };
     const periodic = setInterval(() => schedule("periodic check"), options.periodMs ?? 10 * 60_000);
     if (options.initial) schedule(options.initial);
-    const stream = await engine("following Docker events", () =>
-      this.docker.getEvents({
-        filters: JSON.stringify({ type: ["container"], event: ["die", "destroy", "health_status", "stop", "start"], label: [`berth.platform=${this.plan.platform}`] }),
-      }),
-    );
-    let buffered = "";
-    stream.on("data", (chunk: Buffer) => {
-      buffered += chunk.toString("utf8");
-      const lines = buffered.split("\n");
-      buffered = lines.pop() ?? "";
-      for (const line of lines) {
-        if (line.trim() === "") continue;
-        const event = JSON.parse(line) as { Action?: string; Actor?: { Attributes?: Record<string, string> } };
-        const name = event.Actor?.Attributes?.name ?? "";
-        const role = event.Actor?.Attributes?.["berth.role"] ?? "";
+    const filters = { event: ["die", "destroy", "health_status", "stop", "start"], label: [`berth.platform=${this.plan.platform}`] };
+    try {
+      await followContainerEvents(this.docker, filters, signal, ({ action, name, labels }) => {
+        const role = labels["berth.role"] ?? "";
         // One-off containers (release commands, builds) come and go by design, and so do
         // the containers a deploy is replacing: none of that is drift.
-        if (!["tenant", "proxy", "postgres"].includes(role) || name.endsWith("-next") || this.store.locks().length > 0) continue;
-        const action = event.Action ?? "event";
+        if (!["tenant", "proxy", "postgres"].includes(role) || name.endsWith("-next") || this.store.locks().length > 0) return;
         const isRouting = role === "tenant" && (action === "start" || action.startsWith("health_status"));
-        if (action === "start" && !isRouting) continue;
+        if (action === "start" && !isRouting) return;
         schedule(`${action} ${name}`.trim(), !isRouting);
-      }
-    });
-    await new Promise<void>((resolve, reject) => {
-      const stop = () => {
-        clearTimeout(timer);
-        clearTimeout(retry);
-        clearInterval(periodic);
-        (stream as unknown as { destroy(): void }).destroy();
-        resolve();
-      };
-      if (signal.aborted) stop();
-      signal.addEventListener("abort", stop, { once: true });
-      stream.on("error", (error: Error) => (signal.aborted ? resolve() : reject(error)));
-    });
+      });
+    } finally {
+      clearTimeout(timer);
+      clearTimeout(retry);
+      clearInterval(periodic);
+    }
     await running;
   }
 }

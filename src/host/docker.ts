@@ -122,6 +122,47 @@ export function demuxLogs(buffer: Buffer): string {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+export interface ContainerEvent {
+  /** die, destroy, start, "health_status: healthy", … */
+  action: string;
+  name: string;
+  labels: Record<string, string>;
+}
+
+/**
+ * Follows the engine's container events matching `filters` until `signal` aborts, handing
+ * each to `onEvent`. Resolves once aborted; rejects if the event stream fails.
+ */
+export async function followContainerEvents(
+  docker: Docker,
+  filters: { event: string[]; label: string[] },
+  signal: AbortSignal,
+  onEvent: (event: ContainerEvent) => void,
+): Promise<void> {
+  const stream = await engine("following Docker events", () => docker.getEvents({ filters: JSON.stringify({ type: ["container"], ...filters }) }));
+  let buffered = "";
+  stream.on("data", (chunk: Buffer) => {
+    buffered += chunk.toString("utf8");
+    const lines = buffered.split("\n");
+    buffered = lines.pop() ?? "";
+    for (const line of lines) {
+      if (line.trim() === "") continue;
+      const event = JSON.parse(line) as { status?: string; Action?: string; Actor?: { Attributes?: Record<string, string> } };
+      const { name = "", ...labels } = event.Actor?.Attributes ?? {};
+      onEvent({ action: event.Action ?? event.status ?? "event", name, labels });
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    const stop = () => {
+      (stream as unknown as { destroy(): void }).destroy();
+      resolve();
+    };
+    if (signal.aborted) stop();
+    signal.addEventListener("abort", stop, { once: true });
+    stream.on("error", (error: Error) => (signal.aborted ? resolve() : reject(error)));
+  });
+}
+
 export type HealthOutcome = { ok: true } | { ok: false; reason: string };
 
 /** Where berth itself can check a container's health over HTTP (the host reaches bridge addresses). */
@@ -131,7 +172,8 @@ export interface HttpProbe {
   path: string;
 }
 
-async function answersHttp(ip: string, probe: HttpProbe): Promise<boolean> {
+/** Whether the container at `ip` answers the probe's path with a status below 400 (1 s bound). */
+export async function answersHttp(ip: string, probe: HttpProbe): Promise<boolean> {
   try {
     const response = await fetch(`http://${ip}:${probe.port}${probe.path}`, { signal: AbortSignal.timeout(1000), redirect: "manual" });
     await response.body?.cancel();

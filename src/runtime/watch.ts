@@ -2,7 +2,7 @@
 // changes health (a restart may give it a new address), the proxy configuration is
 // re-rendered from what runs and nginx reloads gracefully. Upstreams hold addresses, not
 // names resolved per request, so nginx keeps its keepalive connections to them.
-import { engine, type Docker } from "../host/docker.js";
+import { followContainerEvents, type Docker } from "../host/docker.js";
 import type { PlatformPlan } from "../plan/types.js";
 import type { Change } from "./apply.js";
 import type { Progress } from "./images.js";
@@ -29,11 +29,6 @@ export async function watchPlatform(
   onRefresh: (changes: Change[], trigger: string) => void,
   progress: Progress,
 ): Promise<void> {
-  const stream = await engine("following Docker events", () =>
-    docker.getEvents({
-      filters: JSON.stringify({ type: ["container"], event: RELEVANT, label: [`berth.platform=${plan.platform}`, "berth.role=tenant"] }),
-    }),
-  );
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> = Promise.resolve();
   let trigger = "";
@@ -43,29 +38,15 @@ export async function watchPlatform(
       .then(async () => onRefresh(await refreshProxy(docker, plan, stateDir, progress), cause))
       .catch((error: unknown) => progress(`proxy refresh failed: ${(error as Error).message}`));
   };
-  let buffered = "";
-  stream.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString("utf8");
-    const lines = buffered.split("\n");
-    buffered = lines.pop() ?? "";
-    for (const line of lines) {
-      if (line.trim() === "") continue;
-      const event = JSON.parse(line) as { status?: string; Action?: string; Actor?: { Attributes?: { name?: string } } };
-      trigger = `${event.Action ?? event.status} ${event.Actor?.Attributes?.name ?? ""}`.trim();
+  try {
+    await followContainerEvents(docker, { event: RELEVANT, label: [`berth.platform=${plan.platform}`, "berth.role=tenant"] }, signal, (event) => {
+      trigger = `${event.action} ${event.name}`.trim();
       // Several events arrive together (die, then start): one render covers them all.
       clearTimeout(timer);
       timer = setTimeout(refresh, DEBOUNCE_MS);
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    const stop = () => {
-      clearTimeout(timer);
-      (stream as unknown as { destroy(): void }).destroy();
-      resolve();
-    };
-    if (signal.aborted) stop();
-    signal.addEventListener("abort", stop, { once: true });
-    stream.on("error", (error: Error) => (signal.aborted ? resolve() : reject(error)));
-  });
+    });
+  } finally {
+    clearTimeout(timer);
+  }
   await running;
 }
