@@ -3,7 +3,7 @@
 // (validated swap, graceful reload) → only then remove what the plan no longer has.
 import type Dockerode from "dockerode";
 import { BerthError } from "../errors.js";
-import { engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker, type HealthOutcome, type HttpProbe } from "../host/docker.js";
+import { answersHttp, engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker, type HealthOutcome, type HttpProbe } from "../host/docker.js";
 import { LABEL } from "../plan/names.js";
 import type { ComponentPlan, ContainerPlan, EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { configHashOf, tenantCreateOptions, type TenantRuntime } from "./containers.js";
@@ -176,16 +176,6 @@ const probeOf = (plan: ContainerPlan): HttpProbe => ({ network: plan.network, po
 /** How often a starting container is asked over HTTP, and how often the engine is asked how it runs. */
 const READY_PROBE_MS = 10;
 const READY_ENGINE_MS = 50;
-
-async function answersHttp(ip: string, probe: HttpProbe): Promise<boolean> {
-  try {
-    const response = await fetch(`http://${ip}:${probe.port}${probe.path}`, { signal: AbortSignal.timeout(1000), redirect: "manual" });
-    await response.body?.cancel();
-    return response.status < 400;
-  } catch {
-    return false;
-  }
-}
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
