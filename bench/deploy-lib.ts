@@ -15,7 +15,7 @@ import { applyPlatform, type Change } from "../src/runtime/apply.js";
 import { downPlatform } from "../src/runtime/down.js";
 import { containerPostgres } from "../src/runtime/postgres.js";
 import { Store } from "../src/state/store.js";
-import { BENCH_LABEL, REPO_ROOT, mustRun, parseWrk, planFromTexts, type WrkResult } from "./lib.js";
+import { BENCH_LABEL, REPO_ROOT, cleanupBench, mustRun, parseWrk, planFromTexts, type WrkResult } from "./lib.js";
 
 export const HTTP_PORT = 38080;
 export const HTTPS_PORT = 38443;
@@ -42,18 +42,7 @@ tls: { mode: off }
 
 /** Removes containers, networks, volumes and images labelled berth.bench=true AND berth.bench.scope=SCOPE; nothing else. */
 export async function cleanupScope(client: Docker, scope: string): Promise<void> {
-  const filters = JSON.stringify({ label: Object.entries(scopeLabels(scope)).map(([key, value]) => `${key}=${value}`) });
-  for (const container of await client.listContainers({ all: true, filters })) {
-    await client.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
-  }
-  for (const network of await client.listNetworks({ filters })) {
-    await client.getNetwork(network.Id).remove().catch(() => undefined);
-  }
-  const volumes = await client.listVolumes({ filters });
-  for (const volume of volumes.Volumes ?? []) await client.getVolume(volume.Name).remove().catch(() => undefined);
-  for (const image of await client.listImages({ filters })) {
-    await client.getImage(image.Id).remove({ force: true }).catch(() => undefined);
-  }
+  await cleanupBench(client, scopeLabels(scope));
 }
 
 export interface BenchPlatform {

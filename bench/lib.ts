@@ -7,7 +7,7 @@ import { request } from "node:http";
 import { cpus } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { connectDocker, type Docker } from "../src/host/docker.js";
+import { connectDocker, removeLabelled, type Docker } from "../src/host/docker.js";
 import { planPlatform } from "../src/plan/plan.js";
 import type { PlatformPlan } from "../src/plan/types.js";
 import { formatIssue } from "../src/spec/issues.js";
@@ -31,18 +31,7 @@ export function docker(): Docker {
  * scope label too, so it never removes theirs.
  */
 export async function cleanupBench(client: Docker, labels: Record<string, string> = BENCH_LABELS): Promise<void> {
-  const filters = JSON.stringify({ label: Object.entries(labels).map(([key, value]) => `${key}=${value}`) });
-  for (const container of await client.listContainers({ all: true, filters })) {
-    await client.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
-  }
-  for (const network of await client.listNetworks({ filters })) {
-    await client.getNetwork(network.Id).remove().catch(() => undefined);
-  }
-  const volumes = await client.listVolumes({ filters });
-  for (const volume of volumes.Volumes ?? []) await client.getVolume(volume.Name).remove().catch(() => undefined);
-  for (const image of await client.listImages({ filters })) {
-    await client.getImage(image.Id).remove({ force: true }).catch(() => undefined);
-  }
+  await removeLabelled(client, Object.entries(labels).map(([key, value]) => `${key}=${value}`), { images: true });
 }
 
 /** Validates spec texts in memory (as `berth validate` does from disk) and plans them. */

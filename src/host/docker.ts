@@ -122,6 +122,20 @@ export function demuxLogs(buffer: Buffer): string {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Removes the containers, networks and volumes (and images, if asked) carrying every one of
+ * `labels` ("key=value"), and nothing else. Errors on single objects are ignored: one already
+ * gone, or still in use, does not stop the rest.
+ */
+export async function removeLabelled(docker: Docker, labels: string[], options: { images?: boolean } = {}): Promise<void> {
+  const filters = JSON.stringify({ label: labels });
+  for (const container of await docker.listContainers({ all: true, filters })) await docker.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
+  for (const network of await docker.listNetworks({ filters })) await docker.getNetwork(network.Id).remove().catch(() => undefined);
+  for (const volume of (await docker.listVolumes({ filters })).Volumes ?? []) await docker.getVolume(volume.Name).remove().catch(() => undefined);
+  if (!options.images) return;
+  for (const image of await docker.listImages({ filters })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
+}
+
 export interface ContainerEvent {
   /** die, destroy, start, "health_status: healthy", … */
   action: string;

@@ -5,7 +5,7 @@ import { mkdtemp, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent, request } from "undici";
-import type { Docker } from "../../src/host/docker.js";
+import { removeLabelled, type Docker } from "../../src/host/docker.js";
 import { REPO_ROOT } from "./helpers.js";
 
 export const API_PORT = 18770;
@@ -106,10 +106,7 @@ export async function closeAgent(): Promise<void> {
 
 /** Removes the containers, networks and volumes labelled with this platform's name. */
 export async function cleanupPlatform(client: Docker, platform: string): Promise<void> {
-  const filters = JSON.stringify({ label: [`berth.platform=${platform}`] });
-  for (const container of await client.listContainers({ all: true, filters })) await client.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
-  for (const network of await client.listNetworks({ filters })) await client.getNetwork(network.Id).remove().catch(() => undefined);
-  for (const volume of (await client.listVolumes({ filters })).Volumes ?? []) await client.getVolume(volume.Name).remove().catch(() => undefined);
+  await removeLabelled(client, [`berth.platform=${platform}`]);
 }
 
 /** Polls until `check` returns a value (not undefined), up to `timeoutMs`. */

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { connectDocker, type Docker } from "../../src/host/docker.js";
+import { connectDocker, removeLabelled, type Docker } from "../../src/host/docker.js";
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const EXAMPLE_ROOT = join(REPO_ROOT, "examples", "reference-platform");
@@ -19,16 +19,7 @@ export function docker(): Docker {
 
 /** Removes every container, network and volume carrying berth.test=true (and a platform label, if given). */
 export async function cleanupByLabel(client: Docker, platform?: string): Promise<void> {
-  const label = [`${TEST_LABEL}=true`, ...(platform ? [`berth.platform=${platform}`] : [])];
-  const filters = JSON.stringify({ label });
-  for (const container of await client.listContainers({ all: true, filters })) {
-    await client.getContainer(container.Id).remove({ force: true }).catch(() => undefined);
-  }
-  for (const network of await client.listNetworks({ filters })) {
-    await client.getNetwork(network.Id).remove().catch(() => undefined);
-  }
-  const volumes = await client.listVolumes({ filters });
-  for (const volume of volumes.Volumes ?? []) await client.getVolume(volume.Name).remove().catch(() => undefined);
+  await removeLabelled(client, [`${TEST_LABEL}=true`, ...(platform ? [`berth.platform=${platform}`] : [])]);
 }
 
 /** Writes a spec directory from inline texts: { "platform.yaml": ..., "apps/a.yaml": ... }. */
