@@ -1,6 +1,6 @@
 // One handler per operation of the contract. Each checks the token's scope against the
 // target before it reads or changes anything; long operations answer 202 with an operation.
-import { rm } from "node:fs/promises";
+import { rm, stat } from "node:fs/promises";
 import type { ServerResponse } from "node:http";
 import { deploy, environmentOf, rollback, type DeployOptions } from "../deploy/deploy.js";
 import { BerthError } from "../errors.js";
@@ -13,7 +13,6 @@ import type { OperationKind, OperationView } from "./operations.js";
 import { refuse, toProblem } from "./problem.js";
 import type { Handler, RequestContext } from "./server.js";
 import { receiveUpload, uploadDir } from "./uploads.js";
-import { stat } from "node:fs/promises";
 
 interface EnvParams {
   app: string;

@@ -42,7 +42,6 @@ export async function receiveUpload(request: IncomingMessage, stateDir: string, 
   await mkdir(dir, { recursive: true, mode: 0o700 });
   let bytes = 0;
   let files = 0;
-  const refused: string[] = [];
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, done) {
       bytes += chunk.length;
@@ -54,8 +53,7 @@ export async function receiveUpload(request: IncomingMessage, stateDir: string, 
     ignore: (name: string, header?: Headers) => {
       const inside = normalize(name.startsWith(dir) ? name.slice(dir.length) : name).replace(/^\/+/, "");
       const isKept = (header?.type === "file" || header?.type === "directory") && !inside.split("/").includes("..");
-      if (!isKept) refused.push(header?.name ?? name);
-      else if (header?.type === "file") files++;
+      if (isKept && header?.type === "file") files++;
       return !isKept;
     },
     dmode: 0o755,

@@ -128,11 +128,12 @@ function describeChange(app: string, env: string, verb: string, change: SecretsC
   return `${app}/${env}: ${verb} ${names}; secrets version ${change.version}\n`;
 }
 
-function withSecretsOptions(command: Command): Command {
+/** The options of every secrets command; `isRemote` adds --host (key rotation runs on the server only). */
+function withSecretsOptions(command: Command, isRemote = false): Command {
+  if (isRemote) command.option("--host <url>", "a remote berthd (default BERTH_HOST, or host: in ~/.config/berth/config.yaml)");
   return command
     .option("--spec <path>", "spec directory (default BERTH_SPEC, or the current directory)")
     .option("--state-dir <dir>", "state directory (default /var/lib/berth/PLATFORM, or BERTH_STATE_DIR)")
-    .option("--host <url>", "a remote berthd (default BERTH_HOST, or host: in ~/.config/berth/config.yaml)")
     .option("--secrets-key <file>", `key file, kept apart from the state (default ${KEY_FILE_ENV}, or /etc/berth/PLATFORM/secrets.key)`);
 }
 
@@ -161,6 +162,7 @@ Examples:
       .argument("<secrets...>", "KEY=VALUE pairs, or one KEY whose value is read from stdin (one trailing line break dropped)")
       .option("--env <env>", "environment, e.g. staging")
       .option("--json", "print the change as JSON"),
+    true,
   ).action(async (app: string, args: string[], options: SecretsOptions) => {
     const env = requireEnv(options, "set");
     const { values, fromStdin } = parseAssignments(args);
@@ -193,6 +195,7 @@ Examples:
       .argument("<names...>", "secret names")
       .option("--env <env>", "environment, e.g. staging")
       .option("--json", "print the change as JSON"),
+    true,
   ).action(async (app: string, names: string[], options: SecretsOptions) => {
     const env = requireEnv(options, "unset");
     const remote = await remoteOf(options);
@@ -220,6 +223,7 @@ Examples:
       .argument("<app>", "app name")
       .option("--env <env>", "environment, e.g. staging")
       .option("--json", "print as JSON"),
+    true,
   ).action(async (app: string, options: SecretsOptions) => {
     const env = requireEnv(options, "list");
     const remote = await remoteOf(options);

@@ -87,6 +87,9 @@ create trigger if not exists audit_no_delete before delete on audit
 /** A token's value: berth_<12 hex id>_<43 base64url secret>. Only its hash is stored. */
 export const TOKEN_PATTERN = /^berth_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
 
+/** How precisely a token's last use is kept. */
+const LAST_USED_RESOLUTION_MS = 60_000;
+
 const sha256 = (text: string) => createHash("sha256").update(text).digest();
 const now = () => new Date().toISOString();
 
@@ -155,6 +158,8 @@ export class AccessStore {
     const row = this.db.prepare("select * from tokens where id = ?").get(match[1]) as TokenRow | undefined;
     if (!row || row.revoked_at !== null) return undefined;
     if (!timingSafeEqual(Buffer.from(row.hash, "hex"), sha256(match[2]!))) return undefined;
+    // Recorded at most once a minute: not a synchronous write on every request.
+    if (row.last_used_at !== null && Date.now() - Date.parse(row.last_used_at) < LAST_USED_RESOLUTION_MS) return toToken(row);
     const usedAt = now();
     this.db.prepare("update tokens set last_used_at = ? where id = ?").run(usedAt, row.id);
     return toToken({ ...row, last_used_at: usedAt });
