@@ -92,6 +92,8 @@ export class Control {
 
   private constructor(
     readonly plan: PlatformPlan,
+    /** The API contract, as read beside the spec; the server compiles it. */
+    readonly contractDocument: Record<string, unknown>,
     readonly stateDir: string,
     readonly docker: Docker,
     readonly store: Store,
@@ -101,21 +103,20 @@ export class Control {
     private readonly log: Logger,
   ) {}
 
-  static async open(specPath: string, options: { stateDir?: string; log: Logger }): Promise<Control & { contractDocument: Record<string, unknown> }> {
+  static async open(specPath: string, options: { stateDir?: string; log: Logger }): Promise<Control> {
     const { plan, document } = await readInWorker(specPath);
     const stateDir = options.stateDir ?? `/var/lib/berth/${plan.platform}`;
-    const store = new Store(stateDir);
-    const control = new Control(
+    return new Control(
       plan,
+      document,
       stateDir,
       connectDocker(),
-      store,
+      new Store(stateDir),
       new AccessStore(stateDir),
       new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform) }),
       new Operations(stateDir),
       options.log,
     );
-    return Object.assign(control, { contractDocument: document });
   }
 
   close(): void {
