@@ -198,6 +198,21 @@ export async function answersHttp(ip: string, probe: HttpProbe): Promise<boolean
 }
 
 /**
+ * Why a container that was seen exited or restarted failed. Once its restart policy has
+ * started it again the engine reports exit code 0 for the new run, so the code of the crash
+ * comes from waiting for its next exit (it crashes the same way), bounded by 3 s.
+ */
+export async function exitReason(docker: Docker, container: string, info: Dockerode.ContainerInspectInfo): Promise<string> {
+  const state = info.State;
+  let code: number | string = state.ExitCode;
+  if (state.Running && !state.Restarting) {
+    const next = docker.getContainer(container).wait({ condition: "next-exit" }).then((result: { StatusCode: number }) => result.StatusCode, () => undefined);
+    code = (await Promise.race([next, new Promise<undefined>((resolve) => setTimeout(resolve, 3000))])) ?? "unknown (restarted by its restart policy)";
+  }
+  return `the container exited with code ${code}${state.OOMKilled ? " (killed: out of memory)" : ""}`;
+}
+
+/**
  * Polls until the container is healthy (or running, when it has no health check). With a
  * probe, berth asks the app over HTTP itself every 50 ms instead of waiting for the engine's
  * first check (which runs only after a whole interval): the switch is not held up by it.
@@ -209,10 +224,7 @@ export async function waitHealthy(docker: Docker, container: string, timeoutMs: 
     if (!info) return { ok: false, reason: "the container disappeared" };
     const state = info.State;
     // With a restart policy a crashing process is restarted at once: a restart is an exit.
-    if (!state.Running || state.Restarting || info.RestartCount > 0) {
-      const oom = state.OOMKilled ? " (killed: out of memory)" : "";
-      return { ok: false, reason: `the container exited with code ${state.ExitCode}${oom}` };
-    }
+    if (!state.Running || state.Restarting || info.RestartCount > 0) return { ok: false, reason: await exitReason(docker, container, info) };
     const health = state.Health?.Status;
     if (health === undefined || health === "healthy") return { ok: true };
     if (health === "unhealthy") {

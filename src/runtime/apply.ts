@@ -3,7 +3,7 @@
 // (validated swap, graceful reload) → only then remove what the plan no longer has.
 import type Dockerode from "dockerode";
 import { BerthError } from "../errors.js";
-import { answersHttp, engine, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker, type HealthOutcome, type HttpProbe } from "../host/docker.js";
+import { answersHttp, engine, exitReason, engineError, inspectContainer, logTail, pingEngine, waitHealthy, type Docker, type HealthOutcome, type HttpProbe } from "../host/docker.js";
 import { LABEL } from "../plan/names.js";
 import type { ComponentPlan, ContainerPlan, EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { configHashOf, tenantCreateOptions, type TenantRuntime } from "./containers.js";
@@ -204,7 +204,8 @@ async function waitReady(docker: Docker, container: string, timeoutMs: number, p
       const state = info.State;
       // With a restart policy a crashing process is restarted at once: a restart is an exit.
       if (!state.Running || state.Restarting || info.RestartCount > 0) {
-        outcome = { ok: false, reason: `the container exited with code ${state.ExitCode}${state.OOMKilled ? " (killed: out of memory)" : ""}` };
+        outcome = { ok: false, reason: "" }; // stops the HTTP loop while the exit code is looked up
+        outcome.reason = await exitReason(docker, container, info);
         return;
       }
       const health = state.Health?.Status;
@@ -225,6 +226,8 @@ async function waitReady(docker: Docker, container: string, timeoutMs: number, p
   })();
   // Whichever settles the outcome first; an engine failure after the app answered changes nothing.
   await Promise.race([engineLoop, httpLoop]);
+  // An exit was seen: the engine loop is still finding out its exit code.
+  if (outcome && !outcome.ok && outcome.reason === "") await engineLoop;
   engineLoop.catch(() => undefined);
   return outcome!;
 }
