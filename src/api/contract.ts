@@ -94,6 +94,21 @@ export function readContractDocument(path = CONTRACT_PATH): Json {
   return parse(readFileSync(path, "utf8")) as Json;
 }
 
+/**
+ * A validator compiled on its first call: berthd answers few of the contract's operations
+ * while it idles, and each compiled validator is code it would otherwise carry.
+ */
+function lazy(compile: () => ValidateFunction): ValidateFunction {
+  let compiled: ValidateFunction | undefined;
+  const validate = ((data: unknown) => {
+    compiled ??= compile();
+    const isValid = compiled(data);
+    validate.errors = compiled.errors;
+    return isValid;
+  }) as ValidateFunction;
+  return validate;
+}
+
 export function loadContract(path = CONTRACT_PATH): Contract {
   return compileContract(readContractDocument(path));
 }
@@ -134,7 +149,7 @@ export function compileContract(document: Json): Contract {
         const [mediaType, media] = Object.entries((resolved.content as Json | undefined) ?? {})[0] ?? [];
         const schema = (media as Json | undefined)?.schema as Json | undefined;
         const isJson = mediaType !== undefined && /json$/.test(mediaType);
-        responses.set(status, { mediaType: mediaType ?? "", ...(isJson && schema ? { validate: bodies.compile(schema) } : {}) });
+        responses.set(status, { mediaType: mediaType ?? "", ...(isJson && schema ? { validate: lazy(() => bodies.compile(schema)) } : {}) });
       }
       operations.push({
         id: op.operationId as string,
@@ -156,11 +171,11 @@ export function compileContract(document: Json): Contract {
           });
           return params;
         },
-        params: parameters.compile(objectSchema(rebasedAll.filter((p) => p.in === "path"))),
-        query: parameters.compile(objectSchema(rebasedAll.filter((p) => p.in === "query"))),
+        params: lazy(() => parameters.compile(objectSchema(rebasedAll.filter((p) => p.in === "path")))),
+        query: lazy(() => parameters.compile(objectSchema(rebasedAll.filter((p) => p.in === "query")))),
         bodyTypes: Object.keys(content),
         isBodyRequired: requestBody?.required === true,
-        ...(json?.schema ? { body: bodies.compile(json.schema as Json) } : {}),
+        ...(json?.schema ? { body: lazy(() => bodies.compile(json.schema as Json)) } : {}),
         responses,
       });
     }

@@ -2,11 +2,9 @@
 // target before it reads or changes anything; long operations answer 202 with an operation.
 import { rm, stat } from "node:fs/promises";
 import type { ServerResponse } from "node:http";
-import { deploy, environmentOf, rollback, type DeployOptions } from "../deploy/deploy.js";
+import { environmentOf } from "../deploy/releases.js";
 import { BerthError } from "../errors.js";
-import { imageExists, logTail } from "../host/docker.js";
 import type { Control } from "../daemon/control.js";
-import { rotatePassword } from "../database/rotate.js";
 import { describeScope, scopeAllows, type Scope, type Token } from "../state/access.js";
 import type { Release } from "../state/store.js";
 import type { OperationKind, OperationView } from "./operations.js";
@@ -32,11 +30,7 @@ function requireAdmin(token: Token): void {
   if (token.scope.kind !== "admin") throw refuse(403, "admin-only", `token "${token.name}" (${describeScope(token.scope)}) is not an admin token; only admin tokens manage tokens`);
 }
 
-export interface DaemonOptions {
-  deploy?: DeployOptions;
-}
-
-export function createHandlers(control: Control, options: DaemonOptions = {}): Record<string, Handler> {
+export function createHandlers(control: Control): Record<string, Handler> {
   const { plan, store, access, secrets, operations } = control;
 
   /** Authorizes, then finds the environment in the spec (404 if it is not there). */
@@ -114,7 +108,7 @@ export function createHandlers(control: Control, options: DaemonOptions = {}): R
       const containers = [];
       for (const c of env.components.filter((c) => component === undefined || c.name === component)) {
         for (const container of c.containers) {
-          const text = await logTail(control.docker, container.name, lines);
+          const text = await control.engine.logTail(container.name, lines);
           containers.push({ name: container.name, component: c.name, lines: text === "" ? [] : text.split("\n") });
         }
       }
@@ -140,7 +134,7 @@ export function createHandlers(control: Control, options: DaemonOptions = {}): R
       const names = env.components.map((c) => c.name);
       for (const [component, ref] of Object.entries(body.images ?? {})) {
         if (!names.includes(component)) throw refuse(400, "invalid-request", `${env.app} has no component ${component}`, { errors: [{ path: `body.images.${component}`, message: `is not a component of ${env.app} (${names.join(", ")})` }] });
-        if (!(await imageExists(control.docker, ref))) throw new BerthError("IMAGE_MISSING", `image ${ref} for ${env.app}/${component} is not on this host`, "Build or load it first; nothing was changed.");
+        if (!(await control.engine.imageExists(ref))) throw new BerthError("IMAGE_MISSING", `image ${ref} for ${env.app}/${component} is not on this host`, "Build or load it first; nothing was changed.");
       }
       let sourceDir: string | undefined;
       if (body.source !== undefined) {
@@ -152,12 +146,8 @@ export function createHandlers(control: Control, options: DaemonOptions = {}): R
       }
       return startOperation(context, "deploy", async (progress) => {
         try {
-          return await deploy(
-            plan,
-            { app: env.app, env: env.env, images: body.images ?? {}, ...(body.ref === undefined ? {} : { ref: body.ref }), ...(sourceDir ? { sourceDir } : {}), actor: actorOf(context.token), reason: body.reason ?? "deploy" },
-            control.deps(progress),
-            options.deploy,
-          );
+          const request = { app: env.app, env: env.env, images: body.images ?? {}, ...(body.ref === undefined ? {} : { ref: body.ref }), ...(sourceDir ? { sourceDir } : {}), actor: actorOf(context.token), reason: body.reason ?? "deploy" };
+          return await control.jobs.run<Release>({ kind: "deploy", request }, progress);
         } finally {
           if (sourceDir) await rm(sourceDir, { recursive: true, force: true });
         }
@@ -168,9 +158,8 @@ export function createHandlers(control: Control, options: DaemonOptions = {}): R
       const env = environment(context);
       const { to } = context.body as { to?: number };
       if (to !== undefined && !store.release(env.app, env.env, to)) throw refuse(404, "not-found", `${env.app}/${env.env} has no release r${to}`);
-      return startOperation(context, "rollback", (progress) =>
-        rollback(plan, { app: env.app, env: env.env, ...(to === undefined ? {} : { to }), actor: actorOf(context.token) }, control.deps(progress), options.deploy),
-      );
+      const request = { app: env.app, env: env.env, ...(to === undefined ? {} : { to }), actor: actorOf(context.token) };
+      return startOperation(context, "rollback", (progress) => control.jobs.run<Release>({ kind: "rollback", request }, progress));
     },
 
     async listReleases(context) {
@@ -181,7 +170,7 @@ export function createHandlers(control: Control, options: DaemonOptions = {}): R
     async rotateDatabasePassword(context) {
       const env = environment(context);
       if (!env.database) throw refuse(400, "invalid-request", `${env.app}/${env.env} has no database`);
-      return startOperation(context, "rotate-password", (progress) => rotatePassword(plan, env.app, env.env, control.deps(progress), { actor: actorOf(context.token), deploy: options.deploy }));
+      return startOperation(context, "rotate-password", (progress) => control.jobs.run<Release>({ kind: "rotate-password", app: env.app, env: env.env, actor: actorOf(context.token) }, progress));
     },
 
     async getOperation(context) {

@@ -1,22 +1,23 @@
 // The control plane inside berthd: the spec's plan, the stores, and the reconcile loop.
 // Deploys of different environments run side by side; a reconcile pass (a full apply of
 // the spec with the deployed releases) runs alone, so it never sees a half-made release.
-import type Dockerode from "dockerode";
+// Both run as jobs in child processes (./jobs.ts); this process reads the engine through
+// a small socket client only.
+import { fork } from "node:child_process";
+import type { ContainerInfo } from "dockerode";
 import type { Logger } from "pino";
-import type { DeployDeps } from "../deploy/deploy.js";
-import { recoverDeploys, withReleases } from "../deploy/deploy.js";
-import { connectDocker, engine, followContainerEvents, type Docker } from "../host/docker.js";
-import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
-import { Worker } from "node:worker_threads";
+import { Operations } from "../api/operations.js";
+import type { DeployOptions } from "../deploy/deploy.js";
+import { withReleases } from "../deploy/releases.js";
 import { BerthError, type ErrorCode } from "../errors.js";
-import { applyPlatform, type Change } from "../runtime/apply.js";
-import { ensureProxy, servingNow } from "../runtime/proxy.js";
-import { containerPostgres } from "../runtime/postgres.js";
+import { EngineClient, type ContainerEvent } from "../host/engine.js";
+import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
+import type { Change } from "../runtime/apply.js";
 import { secretsKeyPath } from "../secrets/keys.js";
 import { SecretStore } from "../secrets/store.js";
 import { AccessStore, scopeAllows, type Scope } from "../state/access.js";
 import { Store } from "../state/store.js";
-import { Operations } from "../api/operations.js";
+import type { Job, JobInput, JobMessage } from "./jobs.js";
 
 export interface Drift {
   target: string;
@@ -64,19 +65,56 @@ export class SharedLock {
   }
 }
 
-/** The plan and the contract document, read by ./plan-worker (see there why). */
-async function readInWorker(specPath: string): Promise<{ plan: PlatformPlan; document: Record<string, unknown> }> {
-  // Compiled, the worker is plan-worker.js beside this file; run from source (tsx), .ts.
+/** Compiled, a module beside this file is .js; run from source (tsx), .ts, loaded through tsx. */
+function siblingModule(name: string): { url: URL; execArgv: string[] } {
   const isSource = import.meta.url.endsWith(".ts");
-  const worker = new Worker(new URL(`./plan-worker.${isSource ? "ts" : "js"}`, import.meta.url), {
-    workerData: { specPath },
-    ...(isSource ? { execArgv: ["--import", "tsx"] } : {}),
-  });
+  return { url: new URL(`./${name}.${isSource ? "ts" : "js"}`, import.meta.url), execArgv: isSource ? ["--import", "tsx"] : [] };
+}
+
+/** Runs jobs (./jobs.ts) in child processes, one each; counts those running. */
+export class JobRunner {
+  private count = 0;
+
+  constructor(private readonly input: Omit<JobInput, "job">) {}
+
+  get running(): number {
+    return this.count;
+  }
+
+  run<T>(job: Job, progress: (line: string) => void): Promise<T> {
+    const { url, execArgv } = siblingModule("jobs");
+    // The child runs at node's defaults: berthd's memory-saving flags would slow its work.
+    const child = fork(url, [], { execArgv, serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
+    this.count++;
+    return new Promise<T>((resolve, reject) => {
+      let outcome: { value: T } | { error: BerthError } | undefined;
+      child.on("message", (message: JobMessage) => {
+        if (message.type === "progress") progress(message.line);
+        else if (message.type === "result") outcome = { value: message.value as T };
+        else outcome = { error: new BerthError(message.error.code, message.error.message, message.error.hint) };
+      });
+      child.once("error", (error) => (outcome ??= { error: new BerthError("INTERNAL", `the ${job.kind} job could not run: ${error.message}`) }));
+      child.once("exit", (code, signal) => {
+        this.count--;
+        if (!outcome) reject(new BerthError("INTERNAL", `the ${job.kind} job ended (${signal ?? `exit code ${code}`}) without an outcome`));
+        else if ("error" in outcome) reject(outcome.error);
+        else resolve(outcome.value);
+      });
+      child.send({ ...this.input, job } satisfies JobInput);
+    });
+  }
+}
+
+/** The plan and the contract document, read by ./plan-worker (see there why). */
+async function readInChild(specPath: string): Promise<{ plan: PlatformPlan; document: Record<string, unknown> }> {
+  const { url, execArgv } = siblingModule("plan-worker");
+  const child = fork(url, [], { execArgv, serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const message = await new Promise<{ plan: PlatformPlan; document: Record<string, unknown> } | { error: { code: ErrorCode; message: string; hint?: string } }>((resolve, reject) => {
-    worker.once("message", resolve);
-    worker.once("error", reject);
+    child.once("message", resolve);
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new BerthError("INTERNAL", `reading the spec ended with exit code ${code} and no answer`)));
+    child.send({ specPath });
   });
-  await worker.terminate();
   if ("error" in message) throw new BerthError(message.error.code, message.error.message, message.error.hint);
   return message;
 }
@@ -84,6 +122,8 @@ async function readInWorker(specPath: string): Promise<{ plan: PlatformPlan; doc
 const MAX_DRIFT = 100;
 /** How old a container listing may be when a status read uses it. */
 const STATUS_TTL_MS = 1000;
+/** Pause before following the engine's events again after the stream failed. */
+const EVENTS_RETRY_MS = 2000;
 
 export class Control {
   readonly lock = new SharedLock();
@@ -95,7 +135,8 @@ export class Control {
     /** The API contract, as read beside the spec; the server compiles it. */
     readonly contractDocument: Record<string, unknown>,
     readonly stateDir: string,
-    readonly docker: Docker,
+    readonly engine: EngineClient,
+    readonly jobs: JobRunner,
     readonly store: Store,
     readonly access: AccessStore,
     readonly secrets: SecretStore,
@@ -103,17 +144,19 @@ export class Control {
     private readonly log: Logger,
   ) {}
 
-  static async open(specPath: string, options: { stateDir?: string; log: Logger }): Promise<Control> {
-    const { plan, document } = await readInWorker(specPath);
+  static async open(specPath: string, options: { stateDir?: string; log: Logger; deploy?: DeployOptions }): Promise<Control> {
+    const { plan, document } = await readInChild(specPath);
     const stateDir = options.stateDir ?? `/var/lib/berth/${plan.platform}`;
+    const keyPath = secretsKeyPath(plan.platform);
     return new Control(
       plan,
       document,
       stateDir,
-      connectDocker(),
+      new EngineClient(),
+      new JobRunner({ plan, stateDir, keyPath, ...(options.deploy ? { deployOptions: options.deploy } : {}) }),
       new Store(stateDir),
       new AccessStore(stateDir),
-      new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform) }),
+      new SecretStore(stateDir, { keyPath }),
       new Operations(stateDir),
       options.log,
     );
@@ -126,33 +169,19 @@ export class Control {
     this.store.close();
   }
 
-  /** What deploys need, with progress going to `progress`. */
-  deps(progress: (line: string) => void): DeployDeps {
-    return {
-      docker: this.docker,
-      stateDir: this.stateDir,
-      store: this.store,
-      databases: containerPostgres(this.docker, this.stateDir),
-      progress,
-      secrets: (app, env) => this.secrets.values(app, env),
-    };
-  }
-
   environments(scope: Scope): EnvironmentPlan[] {
     return this.plan.environments.filter((env) => scopeAllows(scope, env.app, env.env));
   }
 
-  private listing: { at: number; containers: Promise<Dockerode.ContainerInfo[]> } | undefined;
+  private listing: { at: number; containers: Promise<ContainerInfo[]> } | undefined;
 
   /**
    * The platform's tenant containers. Status reads arriving together share one engine call,
    * and its answer serves for up to STATUS_TTL_MS.
    */
-  private tenantContainers(): Promise<Dockerode.ContainerInfo[]> {
+  private tenantContainers(): Promise<ContainerInfo[]> {
     if (this.listing && Date.now() - this.listing.at < STATUS_TTL_MS) return this.listing.containers;
-    const containers = engine("listing containers", () =>
-      this.docker.listContainers({ all: true, filters: JSON.stringify({ label: [`berth.platform=${this.plan.platform}`, "berth.role=tenant"] }) }),
-    );
+    const containers = this.engine.listContainers({ label: [`berth.platform=${this.plan.platform}`, "berth.role=tenant"] });
     this.listing = { at: Date.now(), containers };
     containers.catch(() => (this.listing = undefined));
     return containers;
@@ -191,16 +220,7 @@ export class Control {
   async reconcile(trigger: string): Promise<Change[]> {
     return this.lock.withExclusive(async () => {
       const started = Date.now();
-      const progress = (line: string) => this.log.debug({ trigger }, line);
-      const deps = this.deps(progress);
-      await recoverDeploys(this.plan, deps);
-      const changes = await applyPlatform(withReleases(this.plan, this.store.activeReleases()), {
-        docker: this.docker,
-        stateDir: this.stateDir,
-        progress,
-        databases: deps.databases,
-        secrets: deps.secrets!,
-      });
+      const changes = await this.jobs.run<Change[]>({ kind: "reconcile" }, (line) => this.log.debug({ trigger }, line));
       const at = new Date().toISOString();
       this.reconciledAt = at;
       for (const change of changes) {
@@ -216,8 +236,7 @@ export class Control {
   /** Re-renders nginx's upstreams from what runs now (a restart's new address, a health change). */
   async refreshProxy(trigger: string): Promise<Change[]> {
     return this.lock.withExclusive(async () => {
-      const plan = withReleases(this.plan, this.store.activeReleases());
-      const changes = await ensureProxy(this.docker, plan, this.stateDir, await servingNow(this.docker, plan), (line) => this.log.debug({ trigger }, line));
+      const changes = await this.jobs.run<Change[]>({ kind: "refresh-proxy" }, (line) => this.log.debug({ trigger }, line));
       if (changes.length > 0) this.log.info({ trigger, changes: changes.length }, "proxy refreshed");
       return changes;
     });
@@ -255,16 +274,28 @@ export class Control {
     const periodic = setInterval(() => schedule("periodic check"), options.periodMs ?? 10 * 60_000);
     if (options.initial) schedule(options.initial);
     const filters = { event: ["die", "destroy", "health_status", "stop", "start"], label: [`berth.platform=${this.plan.platform}`] };
+    const onEvent = ({ action, name, labels }: ContainerEvent) => {
+      const role = labels["berth.role"] ?? "";
+      // One-off containers (release commands, builds) come and go by design, and so do
+      // the containers a deploy is replacing: none of that is drift.
+      if (!["tenant", "proxy", "postgres"].includes(role) || name.endsWith("-next") || this.store.locks().length > 0) return;
+      const isRouting = role === "tenant" && (action === "start" || action.startsWith("health_status"));
+      if (action === "start" && !isRouting) return;
+      schedule(`${action} ${name}`.trim(), !isRouting);
+    };
     try {
-      await followContainerEvents(this.docker, filters, signal, ({ action, name, labels }) => {
-        const role = labels["berth.role"] ?? "";
-        // One-off containers (release commands, builds) come and go by design, and so do
-        // the containers a deploy is replacing: none of that is drift.
-        if (!["tenant", "proxy", "postgres"].includes(role) || name.endsWith("-next") || this.store.locks().length > 0) return;
-        const isRouting = role === "tenant" && (action === "start" || action.startsWith("health_status"));
-        if (action === "start" && !isRouting) return;
-        schedule(`${action} ${name}`.trim(), !isRouting);
-      });
+      // The event stream ends when the engine restarts: follow again once it answers, with a
+      // full pass, since what happened in between was not seen.
+      while (!signal.aborted) {
+        try {
+          await this.engine.followContainerEvents(filters, signal, onEvent);
+        } catch (error) {
+          if (signal.aborted) break;
+          this.log.warn({ err: error }, `lost the engine's event stream; following again in ${EVENTS_RETRY_MS / 1000} s`);
+          await new Promise((resolve) => setTimeout(resolve, EVENTS_RETRY_MS));
+          if (!signal.aborted) schedule("the engine's event stream came back");
+        }
+      }
     } finally {
       clearTimeout(timer);
       clearTimeout(retry);

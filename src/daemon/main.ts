@@ -13,8 +13,8 @@ import { compileContract } from "../api/contract.js";
 import { createHandlers } from "../api/handlers.js";
 import { problem } from "../api/problem.js";
 import { createApiServer } from "../api/server.js";
-import { recoverDeploys } from "../deploy/deploy.js";
 import { BerthError, ERROR_CODES } from "../errors.js";
+import type { Release } from "../state/store.js";
 import { Control } from "./control.js";
 
 const run = promisify(execFile);
@@ -58,7 +58,7 @@ export async function startDaemon(argv: string[]): Promise<void> {
   const [, host, port] = match as unknown as [string, string, string];
 
   // Work a previous berthd left half-done: the deploy journal says what to undo or finish.
-  const recovered = await recoverDeploys(control.plan, control.deps((line) => log.info(line)));
+  const recovered = control.store.locks().length > 0 ? await control.jobs.run<Release[]>({ kind: "recover" }, (line) => log.info(line)) : [];
   const interrupted = control.operations.markInterrupted(problem(500, "interrupted", "berthd stopped during this operation; its deploy was repaired from the journal at the next start"));
   if (recovered.length > 0 || interrupted > 0) log.warn({ recovered: recovered.map((r) => `${r.app}/${r.env} r${r.number}: ${r.status}`), interrupted }, "resumed journaled work");
 
@@ -102,7 +102,7 @@ export async function startDaemon(argv: string[]): Promise<void> {
   server.closeAllConnections();
   // Running deploys get a grace period; one still running after it is left to the journal.
   const grace = Date.now() + 20_000;
-  while (control.store.locks().some((l) => l.pid === process.pid) && Date.now() < grace) await new Promise((r) => setTimeout(r, 100));
+  while (control.jobs.running > 0 && Date.now() < grace) await new Promise((r) => setTimeout(r, 100));
   await Promise.race([watching, new Promise((r) => setTimeout(r, 20_000))]);
   control.close();
   log.info("stopped");

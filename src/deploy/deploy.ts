@@ -4,7 +4,7 @@
 // Every step is journaled before it runs; a crash is repaired by recoverDeploys.
 import { BerthError } from "../errors.js";
 import { engine, imageExists, inspectContainer, type Docker } from "../host/docker.js";
-import type { EnvironmentPlan, ImageSource, PlatformPlan } from "../plan/types.js";
+import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { convergeComponent, injectedEnv, NEXT_SUFFIX, removeContainer, retireReplaced, type ContainerOutcome, type ConvergeHooks, type SecretsSource } from "../runtime/apply.js";
 import type { Progress } from "../runtime/images.js";
 import { ensureImage } from "../runtime/images.js";
@@ -13,6 +13,9 @@ import { ensureNetworks } from "../runtime/networks.js";
 import type { DatabaseRuntime } from "../runtime/postgres.js";
 import { ensureProxy, holdSwitch, prepareProxy, releaseSwitch, runningContainers, servingNow } from "../runtime/proxy.js";
 import type { Release, Store } from "../state/store.js";
+import { environmentOf, withReleases } from "./releases.js";
+
+export { environmentOf, withReleases } from "./releases.js";
 
 export interface DeployDeps {
   docker: Docker;
@@ -44,33 +47,6 @@ export interface DeployOptions {
   drainMs?: number;
   /** Images of this many latest releases per environment are kept. */
   keepReleases?: number;
-}
-
-export function environmentOf(plan: PlatformPlan, app: string, env: string): EnvironmentPlan {
-  const found = plan.environments.find((e) => e.app === app && e.env === env);
-  if (found) return found;
-  const known = plan.environments.map((e) => `${e.app}/${e.env}`).join(", ");
-  throw new BerthError("NOT_FOUND", `no environment ${app}/${env} in the spec`, `Known environments: ${known}.`);
-}
-
-/** The plan with each environment's images taken from its active release, so apply keeps what was deployed. */
-export function withReleases(plan: PlatformPlan, releases: readonly Pick<Release, "app" | "env" | "images">[]): PlatformPlan {
-  return {
-    ...plan,
-    environments: plan.environments.map((env) => {
-      const release = releases.find((r) => r.app === env.app && r.env === env.env);
-      if (!release) return env;
-      return {
-        ...env,
-        components: env.components.map((component) => {
-          const ref = release.images[component.name];
-          if (!ref) return component;
-          const image: ImageSource = { kind: "image", ref };
-          return { ...component, image, containers: component.containers.map((container) => ({ ...container, image })) };
-        }),
-      };
-    }),
-  };
 }
 
 const isAlive = (pid: number): boolean => {

@@ -1,60 +1,21 @@
-// The one gateway to the Docker Engine API. Engine failures become catalogue errors here,
-// so the rest of berth never parses Docker's messages.
+// The Docker Engine API through dockerode, for everything that creates, starts, execs and
+// removes. Engine failures become catalogue errors (engine.ts), so the rest of berth never
+// parses Docker's messages.
 import "./lazy-transports.js";
 import Dockerode from "dockerode";
 import { PassThrough } from "node:stream";
-import { BerthError } from "../errors.js";
+import { DOCKER_API_VERSION, demuxLogs, dockerSocketPath, engine, engineError } from "./engine.js";
 
 export type Docker = Dockerode;
 
-/** Docker 20.10 (Debian's docker.io) speaks API 1.41; newer engines accept it too. */
-export const DOCKER_API_VERSION = "v1.41";
+export { DOCKER_API_VERSION, demuxLogs, engine, engineError } from "./engine.js";
 
 export function connectDocker(): Docker {
-  const host = process.env.DOCKER_HOST;
-  if (host?.startsWith("unix://")) return new Dockerode({ socketPath: host.slice("unix://".length), version: DOCKER_API_VERSION });
-  return new Dockerode({ socketPath: "/var/run/docker.sock", version: DOCKER_API_VERSION });
+  return new Dockerode({ socketPath: dockerSocketPath(), version: DOCKER_API_VERSION });
 }
 
 interface EngineFailure {
   statusCode?: number;
-  code?: string;
-  message?: string;
-  json?: { message?: string };
-}
-
-/** Maps an engine failure to a catalogue error naming what was being done. */
-export function engineError(error: unknown, doing: string): BerthError {
-  if (error instanceof BerthError) return error;
-  const failure = error as EngineFailure;
-  const detail = (failure.json?.message ?? failure.message ?? String(error)).trim();
-  if (failure.code === "ECONNREFUSED" || failure.code === "ENOENT" || failure.code === "EACCES") {
-    return new BerthError(
-      "ENGINE_UNAVAILABLE",
-      `${doing}: the Docker engine is not reachable (${failure.code} on /var/run/docker.sock)`,
-      "Start it (e.g. `bash scripts/setup.sh`, or `systemctl start docker`) and try again.",
-      { cause: error },
-    );
-  }
-  if (/no space left on device/i.test(detail)) {
-    return new BerthError("DISK_FULL", `${doing}: the disk is full (${detail})`, "Free disk space (old images: `docker image ls --filter label=berth.managed=true`) and try again.", { cause: error });
-  }
-  if (/port is already allocated|address already in use/i.test(detail)) {
-    return new BerthError("PORT_TAKEN", `${doing}: a port is already taken (${detail})`, "Stop what listens there, or change proxy.httpPort/httpsPort in platform.yaml.", { cause: error });
-  }
-  if (failure.statusCode === 404 && /no such image/i.test(detail)) {
-    return new BerthError("IMAGE_MISSING", `${doing}: image not found (${detail})`, "Build or load the image on this host first; berth does not pull from registries it cannot reach.", { cause: error });
-  }
-  return new BerthError("INTERNAL", `${doing}: ${detail}`, undefined, { cause: error });
-}
-
-/** Runs `call`, turning engine failures into catalogue errors. */
-export async function engine<T>(doing: string, call: () => Promise<T>): Promise<T> {
-  try {
-    return await call();
-  } catch (error) {
-    throw engineError(error, doing);
-  }
 }
 
 export async function pingEngine(docker: Docker): Promise<void> {
@@ -109,17 +70,6 @@ export async function logTail(docker: Docker, container: string, lines = 20): Pr
   }
 }
 
-/** Non-TTY container logs are multiplexed: an 8-byte frame header before each chunk. */
-export function demuxLogs(buffer: Buffer): string {
-  const out: string[] = [];
-  for (let offset = 0; offset + 8 <= buffer.length; ) {
-    const size = buffer.readUInt32BE(offset + 4);
-    out.push(buffer.subarray(offset + 8, offset + 8 + size).toString("utf8"));
-    offset += 8 + size;
-  }
-  return out.join("");
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -134,47 +84,6 @@ export async function removeLabelled(docker: Docker, labels: string[], options: 
   for (const volume of (await docker.listVolumes({ filters })).Volumes ?? []) await docker.getVolume(volume.Name).remove().catch(() => undefined);
   if (!options.images) return;
   for (const image of await docker.listImages({ filters })) await docker.getImage(image.Id).remove({ force: true }).catch(() => undefined);
-}
-
-export interface ContainerEvent {
-  /** die, destroy, start, "health_status: healthy", … */
-  action: string;
-  name: string;
-  labels: Record<string, string>;
-}
-
-/**
- * Follows the engine's container events matching `filters` until `signal` aborts, handing
- * each to `onEvent`. Resolves once aborted; rejects if the event stream fails.
- */
-export async function followContainerEvents(
-  docker: Docker,
-  filters: { event: string[]; label: string[] },
-  signal: AbortSignal,
-  onEvent: (event: ContainerEvent) => void,
-): Promise<void> {
-  const stream = await engine("following Docker events", () => docker.getEvents({ filters: JSON.stringify({ type: ["container"], ...filters }) }));
-  let buffered = "";
-  stream.on("data", (chunk: Buffer) => {
-    buffered += chunk.toString("utf8");
-    const lines = buffered.split("\n");
-    buffered = lines.pop() ?? "";
-    for (const line of lines) {
-      if (line.trim() === "") continue;
-      const event = JSON.parse(line) as { status?: string; Action?: string; Actor?: { Attributes?: Record<string, string> } };
-      const { name = "", ...labels } = event.Actor?.Attributes ?? {};
-      onEvent({ action: event.Action ?? event.status ?? "event", name, labels });
-    }
-  });
-  await new Promise<void>((resolve, reject) => {
-    const stop = () => {
-      (stream as unknown as { destroy(): void }).destroy();
-      resolve();
-    };
-    if (signal.aborted) stop();
-    signal.addEventListener("abort", stop, { once: true });
-    stream.on("error", (error: Error) => (signal.aborted ? resolve() : reject(error)));
-  });
 }
 
 export type HealthOutcome = { ok: true } | { ok: false; reason: string };

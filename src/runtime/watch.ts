@@ -2,7 +2,8 @@
 // changes health (a restart may give it a new address), the proxy configuration is
 // re-rendered from what runs and nginx reloads gracefully. Upstreams hold addresses, not
 // names resolved per request, so nginx keeps its keepalive connections to them.
-import { followContainerEvents, type Docker } from "../host/docker.js";
+import type { Docker } from "../host/docker.js";
+import { EngineClient } from "../host/engine.js";
 import type { PlatformPlan } from "../plan/types.js";
 import type { Change } from "./apply.js";
 import type { Progress } from "./images.js";
@@ -39,7 +40,7 @@ export async function watchPlatform(
       .catch((error: unknown) => progress(`proxy refresh failed: ${(error as Error).message}`));
   };
   try {
-    await followContainerEvents(docker, { event: RELEVANT, label: [`berth.platform=${plan.platform}`, "berth.role=tenant"] }, signal, (event) => {
+    await new EngineClient().followContainerEvents({ event: RELEVANT, label: [`berth.platform=${plan.platform}`, "berth.role=tenant"] }, signal, (event) => {
       trigger = `${event.action} ${event.name}`.trim();
       // Several events arrive together (die, then start): one render covers them all.
       clearTimeout(timer);
