@@ -28,22 +28,48 @@ const { values } = parseArgs({
 const CLIENTS = 20;
 const TICKS = 100; // clock ticks per second on Linux (getconf CLK_TCK)
 
-async function procSample(pid: number): Promise<{ rssKb: number; cpuTicks: number }> {
+async function procSample(pid: number): Promise<{ rssKb: number; cpuTicks: number; childTicks: number }> {
   const status = await readFile(`/proc/${pid}/status`, "utf8");
   const stat = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1]!.split(" ");
-  return { rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)![1]), cpuTicks: Number(stat[11]) + Number(stat[12]) };
+  return { rssKb: Number(/VmRSS:\s+(\d+)/.exec(status)![1]), cpuTicks: Number(stat[11]) + Number(stat[12]), childTicks: Number(stat[13]) + Number(stat[14]) };
 }
 
-/** RSS (MB, median of samples) and CPU (% of one core) of a process over a window. */
-async function footprint(pid: number, seconds: number): Promise<{ rssMb: number; maxRssMb: number; cpuPercent: number }> {
+/** Processes whose parent is `pid`: berthd's jobs (a deploy, a reconcile pass) run as its children. */
+async function childrenOf(pid: number): Promise<number[]> {
+  const children: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
+    if (Number(stat.split(") ")[1]?.split(" ")[1]) === pid) children.push(Number(entry));
+  }
+  return children;
+}
+
+/**
+ * RSS (MB, median of samples) and CPU (% of one core) of a process over a window; with its
+ * children (berthd's jobs), the largest RSS of the process and its children together, and
+ * the CPU of the children that ended in the window (cutime+cstime).
+ */
+async function footprint(pid: number, seconds: number): Promise<{ rssMb: number; maxRssMb: number; maxWithChildrenMb: number; cpuPercent: number; childCpuPercent: number }> {
   const first = await procSample(pid);
   const rss: number[] = [];
+  let maxWithChildren = 0;
   for (let i = 0; i < seconds; i++) {
     await sleep(1000);
-    rss.push((await procSample(pid)).rssKb / 1024);
+    const own = (await procSample(pid)).rssKb / 1024;
+    rss.push(own);
+    let children = 0;
+    for (const child of await childrenOf(pid)) children += ((await procSample(child).catch(() => undefined))?.rssKb ?? 0) / 1024;
+    maxWithChildren = Math.max(maxWithChildren, own + children);
   }
   const last = await procSample(pid);
-  return { rssMb: median(rss), maxRssMb: Math.max(...rss), cpuPercent: ((last.cpuTicks - first.cpuTicks) / TICKS / seconds) * 100 };
+  return {
+    rssMb: median(rss),
+    maxRssMb: Math.max(...rss),
+    maxWithChildrenMb: maxWithChildren,
+    cpuPercent: ((last.cpuTicks - first.cpuTicks) / TICKS / seconds) * 100,
+    childCpuPercent: ((last.childTicks - first.childTicks) / TICKS / seconds) * 100,
+  };
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -146,10 +172,10 @@ async function main(): Promise<void> {
     deploys.latencies.sort((a, b) => a - b);
 
     console.log(`\nberthd with the reference platform (6 environments) running; load ${hostLoad()}`);
-    printTable(["process", "RSS median (MB)", "RSS max (MB)", "CPU (% of a core)"], [
-      ["berthd, idle", idle.rssMb.toFixed(1), idle.maxRssMb.toFixed(1), idle.cpuPercent.toFixed(2)],
-      ["bare node (baseline)", baseline.rssMb.toFixed(1), baseline.maxRssMb.toFixed(1), baseline.cpuPercent.toFixed(2)],
-      ["berthd after the read load", (afterReads.rssKb / 1024).toFixed(1), "", ""],
+    printTable(["process", "RSS median (MB)", "RSS max (MB)", "max with its jobs (MB)", "CPU (% of a core)", "its jobs' CPU"], [
+      ["berthd, idle", idle.rssMb.toFixed(1), idle.maxRssMb.toFixed(1), idle.maxWithChildrenMb.toFixed(1), idle.cpuPercent.toFixed(2), idle.childCpuPercent.toFixed(2)],
+      ["bare node (baseline)", baseline.rssMb.toFixed(1), baseline.maxRssMb.toFixed(1), "", baseline.cpuPercent.toFixed(2), ""],
+      ["berthd after the read load", (afterReads.rssKb / 1024).toFixed(1), "", "", "", ""],
     ]);
     console.log(`berthd idle RSS is ${(idle.rssMb / baseline.rssMb).toFixed(2)}× a bare node process (target: ≤ 60 MB, < 1% of a core)`);
     console.log(`reconcile passes during the idle window: ${passes.length}${passes.length ? ` (${passes.map((p) => (JSON.parse(p) as { trigger: string }).trigger).join("; ")})` : ""}\n`);
