@@ -120,7 +120,7 @@ async function main(): Promise<void> {
   let daemon: Daemon | undefined;
   try {
     process.on("exit", (code) => {
-      if (code !== 0 && daemon) console.error(`[berthd] its log, last lines:\n${daemon.log.slice(-15).join("\n")}`);
+      if (code !== 0 && daemon) console.error(`[berthd] its log, last lines but API requests:\n${daemon.log.filter((line) => !line.includes('"msg":"request"')).slice(-25).join("\n")}`);
     });
     console.error(`[berthd] starting on the reference platform (load: ${hostLoad()})`);
     daemon = await startDaemon(specDir, { port: 18771 });

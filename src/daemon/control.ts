@@ -3,7 +3,7 @@
 // the spec with the deployed releases) runs alone, so it never sees a half-made release.
 // Both run as jobs in child processes (./jobs.ts); this process reads the engine through
 // a small socket client only.
-import { fork } from "node:child_process";
+import { fork, type ChildProcess } from "node:child_process";
 import type { ContainerInfo } from "dockerode";
 import type { Logger } from "pino";
 import { Operations } from "../api/operations.js";
@@ -74,6 +74,7 @@ function siblingModule(name: string): { url: URL; execArgv: string[] } {
 /** Runs jobs (./jobs.ts) in child processes, one each; counts those running. */
 export class JobRunner {
   private count = 0;
+  private readonly children = new Set<ChildProcess>();
 
   constructor(private readonly input: Omit<JobInput, "job">) {}
 
@@ -81,25 +82,37 @@ export class JobRunner {
     return this.count;
   }
 
+  /** Ends the jobs still running (after berthd's grace period): their journals are left for the next start. */
+  abandon(): void {
+    for (const child of this.children) child.kill("SIGKILL");
+  }
+
   run<T>(job: Job, progress: (line: string) => void): Promise<T> {
     const { url, execArgv } = siblingModule("jobs");
     // The child runs at node's defaults: berthd's memory-saving flags would slow its work.
     const child = fork(url, [], { execArgv, serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
     this.count++;
+    this.children.add(child);
     return new Promise<T>((resolve, reject) => {
       let outcome: { value: T } | { error: BerthError } | undefined;
+      let isSettled = false;
+      const settle = (ended: string) => {
+        if (isSettled) return;
+        isSettled = true;
+        this.count--;
+        this.children.delete(child);
+        if (!outcome) reject(new BerthError("INTERNAL", `the ${job.kind} job ended (${ended}) without an outcome`));
+        else if ("error" in outcome) reject(outcome.error);
+        else resolve(outcome.value);
+      };
       child.on("message", (message: JobMessage) => {
         if (message.type === "progress") progress(message.line);
         else if (message.type === "result") outcome = { value: message.value as T };
         else outcome = { error: new BerthError(message.error.code, message.error.message, message.error.hint) };
       });
-      child.once("error", (error) => (outcome ??= { error: new BerthError("INTERNAL", `the ${job.kind} job could not run: ${error.message}`) }));
-      child.once("exit", (code, signal) => {
-        this.count--;
-        if (!outcome) reject(new BerthError("INTERNAL", `the ${job.kind} job ended (${signal ?? `exit code ${code}`}) without an outcome`));
-        else if ("error" in outcome) reject(outcome.error);
-        else resolve(outcome.value);
-      });
+      // A child that could not be started at all emits "error" and no "exit".
+      child.once("error", (error) => child.pid === undefined && settle(`not started: ${error.message}`));
+      child.once("exit", (code, signal) => settle(signal ?? `exit code ${code}`));
       child.send({ ...this.input, job } satisfies JobInput);
     });
   }
@@ -264,6 +277,7 @@ export class Control {
         running = running
           .then(() => (full ? this.reconcile(cause) : this.refreshProxy(cause)))
           .catch((error: unknown) => {
+            if (signal.aborted) return;
             // A failed pass is tried again: what failed (an engine hiccup, a name taken) may clear.
             this.log.error({ err: error, trigger: cause }, `reconcile pass failed; trying again in ${retryMs / 1000} s`);
             clearTimeout(retry);

@@ -103,6 +103,7 @@ export async function startDaemon(argv: string[]): Promise<void> {
   // Running deploys get a grace period; one still running after it is left to the journal.
   const grace = Date.now() + 20_000;
   while (control.jobs.running > 0 && Date.now() < grace) await new Promise((r) => setTimeout(r, 100));
+  control.jobs.abandon();
   await Promise.race([watching, new Promise((r) => setTimeout(r, 20_000))]);
   control.close();
   log.info("stopped");
