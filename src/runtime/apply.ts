@@ -180,10 +180,10 @@ async function startAndWait(
     onAddressed!(address);
   });
   await starting;
-  await early;
+  const address = await early;
   if (!isAnnounced) onAddressed?.(undefined);
   isAnnounced = true;
-  const health = await waitReady(docker, name, timeoutMs, probeOf(plan));
+  const health = await waitReady(docker, name, timeoutMs, probeOf(plan), address);
   if (health.ok) return undefined;
   const logs = await logTail(docker, name, 15);
   await removeContainer(docker, name);
@@ -216,13 +216,15 @@ const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * waitHealthy for a container berth just started, on the way to a switch, with its two questions
  * asked side by side instead of in turn: the engine (has it exited, restarted, been found
  * unhealthy or healthy?) every 50 ms as waitHealthy does, and meanwhile the app over HTTP every
- * 10 ms from the moment the container has an address (a refused connection costs nothing). An
+ * 10 ms from the moment the container has an address (`address`, when the caller knows it; else
+ * from the engine's first answer; a refused connection costs nothing). An
  * answer from the app is not held up by the engine's next round trip. Same outcomes.
  */
-async function waitReady(docker: Docker, container: string, timeoutMs: number, probe: HttpProbe): Promise<HealthOutcome> {
+async function waitReady(docker: Docker, container: string, timeoutMs: number, probe: HttpProbe, address?: string): Promise<HealthOutcome> {
   const deadline = Date.now() + timeoutMs;
   let outcome: HealthOutcome | undefined;
-  let ip: string | undefined;
+  // Known already when it was read from the network during the start: the app is asked at once.
+  let ip: string | undefined = address;
   const engineLoop = (async () => {
     while (!outcome) {
       const info = await inspectContainer(docker, container).catch((error: unknown) => {
