@@ -149,12 +149,25 @@ async function imageIds(docker: Docker, images: Record<string, string>): Promise
   return Object.fromEntries(entries);
 }
 
-/** prepareProxy for the switch: what serves now, with the planned containers served by `early` (never throws). */
-async function prepareSwitch(docker: Docker, plan: PlatformPlan, target: PlatformPlan, stateDir: string, early: Map<string, string>): Promise<void> {
+/** A container that will serve a planned one, and its addresses when the engine gave them before it ran. */
+interface EarlyServing {
+  container: string;
+  addresses?: Record<string, string>;
+}
+
+/**
+ * prepareProxy for the switch: what serves now, with the planned containers served by `early`
+ * (never throws). A new container still starting is not listed as running yet: its addresses
+ * come from `early`.
+ */
+async function prepareSwitch(docker: Docker, plan: PlatformPlan, target: PlatformPlan, stateDir: string, early: Map<string, EarlyServing>): Promise<void> {
   const running = await runningContainers(docker, plan.platform).catch(() => undefined);
   if (!running) return;
   const serving = await servingNow(docker, plan, running);
-  for (const [name, container] of early) serving.set(name, container);
+  for (const [name, { container, addresses }] of early) {
+    serving.set(name, container);
+    if (addresses && !running.has(container)) running.set(container, { networks: addresses, isHealthy: true });
+  }
   await prepareProxy(docker, target, stateDir, serving, { running });
 }
 
@@ -206,13 +219,14 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     const database = targetEnv.database ? await deps.databases.converge(target, progress) : { urls: {} as Record<string, string> };
     mark("start-new");
     hasRunReleaseCommand = targetEnv.components.some((c) => c.release);
-    // While the new containers boot, the switch is prepared: the proxy configuration that routes
-    // to them is written and checked by nginx then, so the switch itself only swaps and reloads.
-    const early = new Map<string, string>();
+    // While the new containers start and boot, the switch is prepared: the proxy configuration
+    // that routes to them is written and checked by nginx then (as soon as the engine has given
+    // them their addresses), so the switch itself only swaps and reloads.
+    const early = new Map<string, EarlyServing>();
     const expected = targetEnv.components.reduce((sum, component) => sum + component.containers.length, 0);
     const hooks: ConvergeHooks = {
-      serving: (container, name) => {
-        early.set(container.name, name);
+      serving: (container, name, addresses) => {
+        early.set(container.name, { container: name, ...(addresses ? { addresses } : {}) });
         if (early.size === expected) preparing ??= prepareSwitch(docker, plan, target, deps.stateDir, early);
       },
     };

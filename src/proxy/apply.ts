@@ -384,10 +384,35 @@ export function askToken(address: string): Promise<string | undefined> {
   });
 }
 
+/** The proxy container's main process (nginx's master), as the engine reported it: its full id and host pid. */
+export interface ProxyMaster {
+  containerId: string;
+  pid: number;
+}
+
+/**
+ * Signals nginx's master directly, as the engine would, when this process sees it: the pid is in
+ * this PID namespace, belongs to the container (its cgroup names the container's id) and may
+ * be signalled. Spares the engine round trip (tens to hundreds of ms on a busy host) on the
+ * way to every switch. False when it cannot; the caller asks the engine then.
+ */
+export async function signalMaster(master: ProxyMaster, signal: NodeJS.Signals): Promise<boolean> {
+  if (!Number.isInteger(master.pid) || master.pid <= 1 || !/^[0-9a-f]{64}$/.test(master.containerId)) return false;
+  try {
+    const cgroup = await readFile(`/proc/${master.pid}/cgroup`, "utf8");
+    if (!cgroup.includes(master.containerId)) return false;
+    process.kill(master.pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Graceful reload: old workers finish their requests, new ones take the new config. nginx's
  * master is the container's main process, so SIGHUP reaches it directly (`nginx -s reload`
- * would parse the whole configuration once more just to find the pid). Returns once new
+ * would parse the whole configuration once more just to find the pid): from this process when
+ * `master` is given and signalMaster can, otherwise through the engine. Returns once new
  * workers run: until then the old configuration still routes, so a caller must not stop
  * what it pointed at any sooner.
  *
@@ -395,12 +420,14 @@ export function askToken(address: string): Promise<string | undefined> {
  * that accepted it runs the new configuration): a cheap request every 10 ms. Without one, the
  * container's processes are listed until a worker pid appears that was not there before.
  */
-export async function reloadProxy(docker: Docker, container: string, options: { probe?: ReloadProbe; timeoutMs?: number } = {}): Promise<void> {
+export async function reloadProxy(docker: Docker, container: string, options: { probe?: ReloadProbe; timeoutMs?: number; master?: ProxyMaster } = {}): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
   const { probe } = options;
   const before = probe ? undefined : await activeWorkers(docker, container);
-  await engine(`reloading ${container}`, () => docker.getContainer(container).kill({ signal: "SIGHUP" }));
+  if (!(options.master && (await signalMaster(options.master, "SIGHUP")))) {
+    await engine(`reloading ${container}`, () => docker.getContainer(container).kill({ signal: "SIGHUP" }));
+  }
   if (probe) {
     for (let round = 0; Date.now() < deadline; round++) {
       for (const address of probe.addresses) if ((await askToken(address)) === probe.token) return;

@@ -159,16 +159,49 @@ export function isRoot(user: string): boolean {
 }
 
 
-async function startAndWait(docker: Docker, options: Dockerode.ContainerCreateOptions, plan: ContainerPlan, timeoutMs: number, onStarted?: () => void): Promise<string | undefined> {
+async function startAndWait(
+  docker: Docker,
+  options: Dockerode.ContainerCreateOptions,
+  plan: ContainerPlan,
+  timeoutMs: number,
+  onAddressed?: (address: string | undefined) => void,
+): Promise<string | undefined> {
   const name = options.name!;
-  await createContainer(docker, options);
-  await engine(`starting ${name}`, () => docker.getContainer(name).start());
-  onStarted?.();
-  const health = await waitReady(docker, name, timeoutMs, probeOf(plan));
+  const id = await createContainer(docker, options);
+  let isStarting = true;
+  const starting = engine(`starting ${name}`, () => docker.getContainer(name).start()).finally(() => (isStarting = false));
+  // The engine gives the container its address early in a start that can take seconds: read
+  // meanwhile from the network, it lets a deploy prepare its switch while the container starts.
+  const early = onAddressed ? addressWhileStarting(docker, plan.network, id, () => isStarting) : undefined;
+  let isAnnounced = false;
+  void early?.then((address) => {
+    if (address === undefined || isAnnounced || !isStarting) return;
+    isAnnounced = true;
+    onAddressed!(address);
+  });
+  await starting;
+  const address = await early;
+  if (!isAnnounced) onAddressed?.(undefined);
+  isAnnounced = true;
+  const health = await waitReady(docker, name, timeoutMs, probeOf(plan), address);
   if (health.ok) return undefined;
   const logs = await logTail(docker, name, 15);
   await removeContainer(docker, name);
   return `${health.reason}${logs ? `\n  last log lines:\n${logs.replace(/^/gm, "    ")}` : ""}`;
+}
+
+/** How often the network is asked for a starting container's address. */
+const EARLY_ADDRESS_MS = 20;
+
+/** The container's address on `network` once the engine has given it one, while `isStarting` holds (undefined after). Never throws. */
+async function addressWhileStarting(docker: Docker, network: string, id: string, isStarting: () => boolean): Promise<string | undefined> {
+  while (isStarting()) {
+    const info = (await docker.getNetwork(network).inspect().catch(() => undefined)) as { Containers?: Record<string, { IPv4Address?: string }> } | undefined;
+    const address = info?.Containers?.[id]?.IPv4Address?.split("/")[0];
+    if (address) return address;
+    await pause(EARLY_ADDRESS_MS);
+  }
+  return undefined;
 }
 
 const probeOf = (plan: ContainerPlan): HttpProbe => ({ network: plan.network, port: plan.port, path: plan.health.path });
@@ -183,13 +216,15 @@ const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * waitHealthy for a container berth just started, on the way to a switch, with its two questions
  * asked side by side instead of in turn: the engine (has it exited, restarted, been found
  * unhealthy or healthy?) every 50 ms as waitHealthy does, and meanwhile the app over HTTP every
- * 10 ms from the moment the container has an address (a refused connection costs nothing). An
+ * 10 ms from the moment the container has an address (`address`, when the caller knows it; else
+ * from the engine's first answer; a refused connection costs nothing). An
  * answer from the app is not held up by the engine's next round trip. Same outcomes.
  */
-async function waitReady(docker: Docker, container: string, timeoutMs: number, probe: HttpProbe): Promise<HealthOutcome> {
+async function waitReady(docker: Docker, container: string, timeoutMs: number, probe: HttpProbe, address?: string): Promise<HealthOutcome> {
   const deadline = Date.now() + timeoutMs;
   let outcome: HealthOutcome | undefined;
-  let ip: string | undefined;
+  // Known already when it was read from the network during the start: the app is asked at once.
+  let ip: string | undefined = address;
   const engineLoop = (async () => {
     while (!outcome) {
       const info = await inspectContainer(docker, container).catch((error: unknown) => {
@@ -232,13 +267,13 @@ async function waitReady(docker: Docker, container: string, timeoutMs: number, p
   return outcome!;
 }
 
-/** Creates a container, retrying once on the engine's transient "could not find bridge" error. */
-async function createContainer(docker: Docker, options: Dockerode.ContainerCreateOptions): Promise<void> {
+/** Creates a container, retrying once on the engine's transient "could not find bridge" error; returns its id. */
+async function createContainer(docker: Docker, options: Dockerode.ContainerCreateOptions): Promise<string> {
   try {
-    await docker.createContainer(options);
+    return (await docker.createContainer(options)).id;
   } catch (error) {
     if (!/could not find bridge/i.test(String((error as Error).message))) throw engineError(error, `creating ${options.name}`);
-    await engine(`creating ${options.name}`, () => docker.createContainer(options));
+    return (await engine(`creating ${options.name}`, () => docker.createContainer(options))).id;
   }
 }
 
@@ -268,10 +303,18 @@ export async function retireReplaced(docker: Docker, outcomes: ContainerOutcome[
 export interface ConvergeHooks {
   /**
    * Which container will serve a planned one, as soon as that is known: the current one when it
-   * stays, or the new one right after it started (before it is healthy). A deploy prepares its
-   * proxy switch from these while the new containers boot. Not called for a container that fails.
+   * stays, or the new one once the engine gave it its address while starting it (`addresses`, by
+   * network; none when the start finished first) or right after it started, either way before it
+   * is healthy. A deploy prepares its proxy switch from these while the new containers start and
+   * boot. Called at most once per container, and also for one that fails later.
    */
-  serving?: (plan: ContainerPlan, container: string) => void;
+  serving?: (plan: ContainerPlan, container: string, addresses?: Record<string, string>) => void;
+}
+
+/** The `serving` hook for a container being started, if there is one. */
+function announcer(plan: ContainerPlan, container: string, hooks: ConvergeHooks): ((address: string | undefined) => void) | undefined {
+  const { serving } = hooks;
+  return serving && ((address) => serving(plan, container, address === undefined ? undefined : { [plan.network]: address }));
 }
 
 export async function convergeComponent(docker: Docker, component: ComponentPlan, runtime: TenantRuntime, timeoutMs: number, progress: Progress, hooks: ConvergeHooks = {}): Promise<ContainerOutcome[]> {
@@ -360,13 +403,13 @@ async function convergeContainer(
 
   if (!current) {
     progress(`starting ${plan.name}`);
-    const failure = await startAndWait(docker, options, plan, timeoutMs, () => hooks.serving?.(plan, plan.name));
+    const failure = await startAndWait(docker, options, plan, timeoutMs, announcer(plan, plan.name, hooks));
     return failure ? { plan, changes: [], failure } : { plan, serving: plan.name, changes: [{ kind: "created", target: plan.name }] };
   }
 
   // Changed: start the new one beside the old; the old keeps serving until the proxy moves.
   progress(`replacing ${plan.name}`);
-  const failure = await startAndWait(docker, { ...options, name: nextName }, plan, timeoutMs, () => hooks.serving?.(plan, nextName));
+  const failure = await startAndWait(docker, { ...options, name: nextName }, plan, timeoutMs, announcer(plan, nextName, hooks));
   if (failure) return { plan, serving: current.State.Running ? plan.name : undefined, changes: [], failure };
   return { plan, serving: nextName, retire: plan.name, changes: [{ kind: "replaced", target: plan.name }] };
 }

@@ -288,7 +288,10 @@ async function ensureProxyNow(docker: Docker, plan: PlatformPlan, stateDir: stri
     ]);
     if (staged.changed || networks.length > 0) {
       const addresses = Object.values(current.NetworkSettings.Networks).map((network) => network.IPAddress).filter(Boolean);
-      await reloadProxy(docker, plan.proxy.container, { probe: addresses.length > 0 ? { token: rendered.token, addresses } : undefined });
+      await reloadProxy(docker, plan.proxy.container, {
+        probe: addresses.length > 0 ? { token: rendered.token, addresses } : undefined,
+        master: { containerId: current.Id, pid: current.State.Pid },
+      });
       changes.push({ kind: "updated", target: "proxy configuration", detail: `generation ${staged.generation}` });
     }
     await pruneGenerations(dir);

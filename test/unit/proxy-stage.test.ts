@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { BerthError } from "../../src/errors.js";
-import { PROXY_MOUNT, proxyDir, pruneGenerations, stageProxyConfig, type ProxyValidator } from "../../src/proxy/apply.js";
+import { PROXY_MOUNT, proxyDir, pruneGenerations, signalMaster, stageProxyConfig, type ProxyValidator } from "../../src/proxy/apply.js";
 
 const run = promisify(execFile);
 const NGINX = "/usr/sbin/nginx";
@@ -171,4 +171,23 @@ test("a prepared generation that nginx rejected is not kept, so the switch check
   await assert.rejects(stageProxyConfig(dir, sites({ a: "retrun 204;" }), hostValidator(root), { swap: false }), /unknown directive/);
   await assert.rejects(stageProxyConfig(dir, sites({ a: "retrun 204;" }), hostValidator(root)), /unknown directive/);
   assert.equal(await readlink(dir.current), "gen/1");
+});
+
+test("signalMaster signals only a process whose cgroup names the container; otherwise the engine is asked", async () => {
+  const id = "0123456789abcdef".repeat(4);
+  let signalled = 0;
+  const count = () => signalled++;
+  process.on("SIGWINCH", count);
+  try {
+    // This process's cgroup does not name that id: no signal is sent.
+    assert.equal(await signalMaster({ containerId: id, pid: process.pid }, "SIGWINCH"), false);
+    assert.equal(await signalMaster({ containerId: "not-an-id", pid: process.pid }, "SIGWINCH"), false);
+    assert.equal(await signalMaster({ containerId: id, pid: 0 }, "SIGWINCH"), false);
+    assert.equal(await signalMaster({ containerId: id, pid: 1 }, "SIGWINCH"), false);
+    assert.equal(await signalMaster({ containerId: id, pid: 2 ** 22 + 1 }, "SIGWINCH"), false);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(signalled, 0);
+  } finally {
+    process.off("SIGWINCH", count);
+  }
 });
