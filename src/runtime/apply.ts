@@ -75,19 +75,30 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   const changes: Change[] = [];
 
   // Everything that can be checked without changing anything is checked first: a missing
-  // image, a failed build or a taken port leaves the host exactly as it was.
-  const images = new Map<string, string>();
+  // image, a failed build, a taken port or a secret that cannot be decrypted leaves the host
+  // exactly as it was. The images are looked at side by side (hashing a build context and
+  // asking the engine cost the same whatever the order); warnings keep the plan's order.
+  const wantedImages = new Map<string, { app: string; component: ComponentPlan }>();
   for (const env of plan.environments) {
     for (const component of env.components) {
       const key = JSON.stringify(component.image);
-      if (images.has(key) || isAwaitingDeploy(component)) continue;
-      const image = await ensureImage(docker, component.image, progress);
-      if (image.built) changes.push({ kind: "built", target: image.ref });
-      images.set(key, image.ref);
-      const user = component.containers[0]?.user ?? (await imageUser(docker, image.ref));
-      if (isRoot(user)) progress(`warning: ${env.app}/${component.name} runs as root; add USER to its Dockerfile or set user: in the app file`);
+      if (!wantedImages.has(key) && !isAwaitingDeploy(component)) wantedImages.set(key, { app: env.app, component });
     }
   }
+  const ensured = await mapBounded([...wantedImages], IMAGE_CONCURRENCY, async ([key, { app, component }]) => {
+    const image = await ensureImage(docker, component.image, progress);
+    const user = component.containers[0]?.user ?? (await imageUser(docker, image.ref));
+    return { key, app, component, image, isRoot: isRoot(user) };
+  });
+  const images = new Map<string, string>();
+  for (const { key, app, component, image, isRoot: runsAsRoot } of ensured) {
+    if (image.built) changes.push({ kind: "built", target: image.ref });
+    images.set(key, image.ref);
+    if (runsAsRoot) progress(`warning: ${app}/${component.name} runs as root; add USER to its Dockerfile or set user: in the app file`);
+  }
+  // Read before anything starts: a secret that cannot be decrypted stops the apply, it is
+  // never shipped as an empty environment.
+  const secrets = new Map(plan.environments.map((env) => [`${env.app}/${env.env}`, deps.secrets?.(env.app, env.env) ?? {}]));
   await checkProxyPorts(docker, plan);
 
   changes.push(...(await ensureNetworks(docker, plan)));
@@ -98,23 +109,39 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     ? servingNow(docker, plan).then((serving) => ensureProxy(docker, plan, deps.stateDir, serving, progress))
     : undefined;
   earlyProxy?.catch(() => undefined);
-  const database = await deps.databases.converge(plan, progress);
-  changes.push(...database.changes);
 
-  // Read before anything starts: a secret that cannot be decrypted stops the apply, it is
-  // never shipped as an empty environment.
-  const secrets = new Map(plan.environments.map((env) => [`${env.app}/${env.env}`, deps.secrets?.(env.app, env.env) ?? {}]));
+  // PostgreSQL comes up beside the tenants that do not need it: only a component with a
+  // database waits for its DATABASE_URL (and runs its release command after the converge).
+  const database = deps.databases.converge(plan, progress);
+  database.catch(() => undefined);
+  let databaseFailure: unknown;
   const timeoutMs = options.healthTimeoutMs ?? 60_000;
   const perComponent = await Promise.all(
     plan.environments.flatMap((env) =>
-      env.components.filter((component) => !isAwaitingDeploy(component, progress, env.app)).map((component) =>
-        convergeComponent(docker, component, {
+      env.components.filter((component) => !isAwaitingDeploy(component, progress, env.app)).map(async (component): Promise<ContainerOutcome[]> => {
+        let databaseUrl: string | undefined;
+        if (component.hasDatabase) {
+          try {
+            databaseUrl = (await database).urls[`${env.app}/${env.env}`];
+          } catch (error) {
+            // Nothing of this component changes; what serves keeps serving. Thrown below.
+            databaseFailure = error;
+            return untouched(docker, component);
+          }
+        }
+        return convergeComponent(docker, component, {
           image: images.get(JSON.stringify(component.image))!,
-          injectedEnv: injectedEnv(component, secrets.get(`${env.app}/${env.env}`)!, database.urls[`${env.app}/${env.env}`]),
-        }, timeoutMs, progress),
-      ),
+          injectedEnv: injectedEnv(component, secrets.get(`${env.app}/${env.env}`)!, databaseUrl),
+        }, timeoutMs, progress);
+      }),
     ),
   );
+  // Without databases to converge no component waited for it: its errors still count.
+  const databaseOutcome = await database.catch((error: unknown) => {
+    databaseFailure = error;
+    return undefined;
+  });
+  if (databaseOutcome) changes.push(...databaseOutcome.changes);
   const outcomes = perComponent.flat();
   for (const outcome of outcomes) changes.push(...outcome.changes);
 
@@ -123,6 +150,9 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   changes.push(...(await ensureProxy(docker, plan, deps.stateDir, serving, progress)));
 
   await retireReplaced(docker, outcomes, options.drainMs ?? DEFAULT_DRAIN_MS);
+  // A failed database converge: the tenants that did not need it are switched (above), the
+  // rest is left as it was, nothing is removed, and the database's own error is reported.
+  if (databaseFailure !== undefined) throw databaseFailure;
   changes.push(...(await removeOrphans(docker, plan)));
   changes.push(...(await removeNetworks(docker, plan)));
   changes.push(...(await deps.databases.removeUnused(plan, options.purge ?? false, progress)));
@@ -137,6 +167,37 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     );
   }
   return changes;
+}
+
+/** How many images are hashed and looked up at once. */
+const IMAGE_CONCURRENCY = 4;
+
+/** `work` on every item, at most `limit` at a time; results in the items' order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    // After a failure nothing more is started: the first error is the apply's.
+    while (next < items.length && !failed) {
+      const index = next++;
+      results[index] = await work(items[index]!).catch((error: unknown) => {
+        failed = true;
+        throw error;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/** A component left as it is: its containers keep serving where they run under their own names. */
+async function untouched(docker: Docker, component: ComponentPlan): Promise<ContainerOutcome[]> {
+  return Promise.all(component.containers.map(async (plan) => {
+    const current = await inspectContainer(docker, plan.name);
+    const isOurs = current?.Config.Labels[LABEL.platform] === plan.labels[LABEL.platform];
+    return { plan, serving: isOurs && current?.State.Running ? plan.name : undefined, changes: [] };
+  }));
 }
 
 /**
