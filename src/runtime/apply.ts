@@ -110,38 +110,23 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     : undefined;
   earlyProxy?.catch(() => undefined);
 
-  // PostgreSQL comes up beside the tenants that do not need it: only a component with a
-  // database waits for its DATABASE_URL (and runs its release command after the converge).
-  const database = deps.databases.converge(plan, progress);
-  database.catch(() => undefined);
-  let databaseFailure: unknown;
+  // Tenants start once the database converge is done. Those without a database could start
+  // beside PostgreSQL, but they are not on the longest chain (PostgreSQL, release commands,
+  // backends), and on a loaded host the engine busy starting them held PostgreSQL's phase up.
+  const database = await deps.databases.converge(plan, progress);
+  changes.push(...database.changes);
+
   const timeoutMs = options.healthTimeoutMs ?? 60_000;
   const perComponent = await Promise.all(
     plan.environments.flatMap((env) =>
-      env.components.filter((component) => !isAwaitingDeploy(component, progress, env.app)).map(async (component): Promise<ContainerOutcome[]> => {
-        let databaseUrl: string | undefined;
-        if (component.hasDatabase) {
-          try {
-            databaseUrl = (await database).urls[`${env.app}/${env.env}`];
-          } catch (error) {
-            // Nothing of this component changes; what serves keeps serving. Thrown below.
-            databaseFailure = error;
-            return untouched(docker, component);
-          }
-        }
-        return convergeComponent(docker, component, {
+      env.components.filter((component) => !isAwaitingDeploy(component, progress, env.app)).map((component) =>
+        convergeComponent(docker, component, {
           image: images.get(JSON.stringify(component.image))!,
-          injectedEnv: injectedEnv(component, secrets.get(`${env.app}/${env.env}`)!, databaseUrl),
-        }, timeoutMs, progress);
-      }),
+          injectedEnv: injectedEnv(component, secrets.get(`${env.app}/${env.env}`)!, database.urls[`${env.app}/${env.env}`]),
+        }, timeoutMs, progress),
+      ),
     ),
   );
-  // Without databases to converge no component waited for it: its errors still count.
-  const databaseOutcome = await database.catch((error: unknown) => {
-    databaseFailure = error;
-    return undefined;
-  });
-  if (databaseOutcome) changes.push(...databaseOutcome.changes);
   const outcomes = perComponent.flat();
   for (const outcome of outcomes) changes.push(...outcome.changes);
 
@@ -150,9 +135,6 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   changes.push(...(await ensureProxy(docker, plan, deps.stateDir, serving, progress)));
 
   await retireReplaced(docker, outcomes, options.drainMs ?? DEFAULT_DRAIN_MS);
-  // A failed database converge: the tenants that did not need it are switched (above), the
-  // rest is left as it was, nothing is removed, and the database's own error is reported.
-  if (databaseFailure !== undefined) throw databaseFailure;
   changes.push(...(await removeOrphans(docker, plan)));
   changes.push(...(await removeNetworks(docker, plan)));
   changes.push(...(await deps.databases.removeUnused(plan, options.purge ?? false, progress)));
@@ -189,15 +171,6 @@ async function mapBounded<T, R>(items: readonly T[], limit: number, work: (item:
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
   return results;
-}
-
-/** A component left as it is: its containers keep serving where they run under their own names. */
-async function untouched(docker: Docker, component: ComponentPlan): Promise<ContainerOutcome[]> {
-  return Promise.all(component.containers.map(async (plan) => {
-    const current = await inspectContainer(docker, plan.name);
-    const isOurs = current?.Config.Labels[LABEL.platform] === plan.labels[LABEL.platform];
-    return { plan, serving: isOurs && current?.State.Running ? plan.name : undefined, changes: [] };
-  }));
 }
 
 /**
