@@ -9,7 +9,6 @@ import { loadSpec } from "../spec/index.js";
 import type { Release } from "../state/store.js";
 import type { OperationView } from "../api/operations.js";
 import { call, follow, remoteOf, type Remote } from "./remote.js";
-import { packSource } from "./upload.js";
 
 interface SpecOptions {
   host?: string;
@@ -104,6 +103,7 @@ export function registerDeployCommands(cli: Command): void {
       let source: string | undefined;
       if (options.upload !== undefined) {
         const dir = options.upload === true ? "." : options.upload;
+        const { packSource } = await import("./upload.js");
         const packed = await packSource(dir);
         progress(`uploading ${dir}: ${packed.files} files (after .dockerignore)`);
         source = (await call<{ id: string }>(remote, "POST", `/v1/apps/${app}/envs/${env}/sources`, undefined, { stream: packed.stream, type: "application/gzip" })).id;

@@ -6,7 +6,8 @@ import { readFile, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
-import { Agent, request } from "undici";
+// undici is loaded by the commands that talk to berthd, not by every start of the CLI.
+import type { Agent } from "undici";
 import { parse } from "yaml";
 import { BerthError, type ErrorCode } from "../errors.js";
 
@@ -55,6 +56,7 @@ export async function remoteOf(options: RemoteOptions): Promise<Remote | undefin
   const ca = caPath ? await readFile(caPath, "utf8").catch(() => {
     throw new BerthError("BAD_ARGUMENT", `cannot read the CA file ${caPath}`, "Point BERTH_CA at berthd's certificate (STATE_DIR/api/cert.pem on the server).");
   }) : undefined;
+  const { Agent } = await import("undici");
   return { url, token, agent: new Agent({ connect: ca ? { ca } : {}, keepAliveTimeout: 10_000 }) };
 }
 
@@ -86,6 +88,7 @@ export function problemError(problem: ProblemBody): BerthError {
 }
 
 export async function call<T>(remote: Remote, method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown, raw?: { stream: Readable; type: string }): Promise<T> {
+  const { request } = await import("undici");
   let response;
   try {
     response = await request(`${remote.url}${path}`, {
@@ -109,6 +112,7 @@ export async function call<T>(remote: Remote, method: "GET" | "POST" | "PUT" | "
 
 /** Follows an operation's Server-Sent Events: progress lines to `onProgress`; returns the final operation. */
 export async function follow<T extends { state: string; error: ProblemBody | null }>(remote: Remote, operationId: string, onProgress: (message: string) => void): Promise<T> {
+  const { request } = await import("undici");
   const response = await request(`${remote.url}/v1/operations/${operationId}/events`, {
     dispatcher: remote.agent,
     headers: { authorization: `Bearer ${remote.token}`, accept: "text/event-stream" },

@@ -18,6 +18,12 @@ export interface ConvergeOptions {
    * to drop with their data. Only what carries berth's comment is dropped.
    */
   purge?: readonly string[];
+  /**
+   * An admin connection to the admin's own database (connectAdmin) to use instead of opening
+   * one; the caller keeps it (it is not closed here, and the advisory lock taken on it goes
+   * with its session).
+   */
+  client?: pg.Client;
 }
 
 /** Serializes berth processes converging the same server (pg_advisory_lock key: "bert"). */
@@ -33,7 +39,7 @@ export async function convergeDatabases(
 ): Promise<Change[]> {
   const purge = options.purge ?? [];
   const changes: Change[] = [];
-  const client = await connectAdmin(admin);
+  const client = options.client ?? (await connectAdmin(admin));
   try {
     // Held to the end (it goes with the session): another berth converging at once would
     // race this one to CREATE ROLE and fail.
@@ -50,16 +56,22 @@ export async function convergeDatabases(
     // Only once the roles are gone: after a failed DROP the password still logs in.
     for (const name of purge) await passwords.forget(name);
 
-    for (const plan of plans) {
+    // Each database on a connection of its own, side by side (the lock above is still held).
+    const inDatabases = await Promise.allSettled(plans.map(async (plan) => {
       const inDatabase = await connectAdmin(admin, plan.name);
       try {
-        changes.push(...(await run(inDatabase, diffSchema(await observeSchema(inDatabase), plan, observed.admin))));
+        return await run(inDatabase, diffSchema(await observeSchema(inDatabase), plan, observed.admin));
       } finally {
         await inDatabase.end();
       }
+    }));
+    for (const settled of inDatabases) {
+      if (settled.status === "rejected") throw settled.reason;
+      changes.push(...settled.value);
     }
   } finally {
-    await client.end();
+    if (options.client) await client.query("SELECT pg_advisory_unlock($1)", [CONVERGE_LOCK]).catch(() => undefined);
+    else await client.end();
   }
   return changes;
 }
@@ -99,7 +111,8 @@ export async function connectAdmin(admin: AdminConnection, database?: string): P
   client.on("error", () => undefined);
   try {
     await client.connect();
-    for (const statement of SESSION_SETUP) await client.query(statement);
+    // One round trip (the simple query protocol runs them in order).
+    await client.query(SESSION_SETUP.join("; "));
   } catch (error) {
     await client.end().catch(() => undefined);
     throw new BerthError(

@@ -75,19 +75,30 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   const changes: Change[] = [];
 
   // Everything that can be checked without changing anything is checked first: a missing
-  // image, a failed build or a taken port leaves the host exactly as it was.
-  const images = new Map<string, string>();
+  // image, a failed build, a taken port or a secret that cannot be decrypted leaves the host
+  // exactly as it was. The images are looked at side by side (hashing a build context and
+  // asking the engine cost the same whatever the order); warnings keep the plan's order.
+  const wantedImages = new Map<string, { app: string; component: ComponentPlan }>();
   for (const env of plan.environments) {
     for (const component of env.components) {
       const key = JSON.stringify(component.image);
-      if (images.has(key) || isAwaitingDeploy(component)) continue;
-      const image = await ensureImage(docker, component.image, progress);
-      if (image.built) changes.push({ kind: "built", target: image.ref });
-      images.set(key, image.ref);
-      const user = component.containers[0]?.user ?? (await imageUser(docker, image.ref));
-      if (isRoot(user)) progress(`warning: ${env.app}/${component.name} runs as root; add USER to its Dockerfile or set user: in the app file`);
+      if (!wantedImages.has(key) && !isAwaitingDeploy(component)) wantedImages.set(key, { app: env.app, component });
     }
   }
+  const ensured = await mapBounded([...wantedImages], IMAGE_CONCURRENCY, async ([key, { app, component }]) => {
+    const image = await ensureImage(docker, component.image, progress);
+    const user = component.containers[0]?.user ?? (await imageUser(docker, image.ref));
+    return { key, app, component, image, isRoot: isRoot(user) };
+  });
+  const images = new Map<string, string>();
+  for (const { key, app, component, image, isRoot: runsAsRoot } of ensured) {
+    if (image.built) changes.push({ kind: "built", target: image.ref });
+    images.set(key, image.ref);
+    if (runsAsRoot) progress(`warning: ${app}/${component.name} runs as root; add USER to its Dockerfile or set user: in the app file`);
+  }
+  // Read before anything starts: a secret that cannot be decrypted stops the apply, it is
+  // never shipped as an empty environment.
+  const secrets = new Map(plan.environments.map((env) => [`${env.app}/${env.env}`, deps.secrets?.(env.app, env.env) ?? {}]));
   await checkProxyPorts(docker, plan);
 
   changes.push(...(await ensureNetworks(docker, plan)));
@@ -98,12 +109,13 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     ? servingNow(docker, plan).then((serving) => ensureProxy(docker, plan, deps.stateDir, serving, progress))
     : undefined;
   earlyProxy?.catch(() => undefined);
+
+  // Tenants start once the database converge is done. Those without a database could start
+  // beside PostgreSQL, but they are not on the longest chain (PostgreSQL, release commands,
+  // backends), and on a loaded host the engine busy starting them held PostgreSQL's phase up.
   const database = await deps.databases.converge(plan, progress);
   changes.push(...database.changes);
 
-  // Read before anything starts: a secret that cannot be decrypted stops the apply, it is
-  // never shipped as an empty environment.
-  const secrets = new Map(plan.environments.map((env) => [`${env.app}/${env.env}`, deps.secrets?.(env.app, env.env) ?? {}]));
   const timeoutMs = options.healthTimeoutMs ?? 60_000;
   const perComponent = await Promise.all(
     plan.environments.flatMap((env) =>
@@ -137,6 +149,28 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     );
   }
   return changes;
+}
+
+/** How many images are hashed and looked up at once. */
+const IMAGE_CONCURRENCY = 4;
+
+/** `work` on every item, at most `limit` at a time; results in the items' order. */
+async function mapBounded<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    // After a failure nothing more is started: the first error is the apply's.
+    while (next < items.length && !failed) {
+      const index = next++;
+      results[index] = await work(items[index]!).catch((error: unknown) => {
+        failed = true;
+        throw error;
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
 }
 
 /**

@@ -19,20 +19,19 @@ async function existingNetworks(docker: Docker, platform: string): Promise<Map<s
 export async function ensureNetworks(docker: Docker, plan: PlatformPlan): Promise<Change[]> {
   const existing = await existingNetworks(docker, plan.platform);
   const wanted = [...plan.environments.map((env) => env.network), ...(plan.postgres.kind === "container" ? [controlNetwork(plan.platform)] : [])];
-  const changes: Change[] = [];
-  for (const network of wanted) {
-    if (existing.has(network.name)) continue;
-    const foreign = await docker.getNetwork(network.name).inspect().then((info: { Labels?: Record<string, string> }) => info, () => undefined);
-    if (foreign) {
-      const owner = foreign.Labels?.["berth.platform"];
-      throw new BerthError("CONFLICT", `a network named ${network.name} already exists and belongs to ${owner ? `platform ${owner}` : "something other than berth"}; nothing was changed`, "Rename the app, or remove that network.");
-    }
-    await engine(`creating network ${network.name}`, () =>
-      docker.createNetwork({ Name: network.name, Driver: "bridge", CheckDuplicate: true, Labels: network.labels }),
-    );
-    changes.push({ kind: "created", target: `network ${network.name}` });
+  const missing = wanted.filter((network) => !existing.has(network.name));
+  // A name taken by something else stops the apply before any network is created.
+  const foreign = await Promise.all(missing.map((network) => docker.getNetwork(network.name).inspect().then((info: { Labels?: Record<string, string> }) => info, () => undefined)));
+  const taken = foreign.findIndex((info) => info !== undefined);
+  if (taken >= 0) {
+    const owner = foreign[taken]!.Labels?.["berth.platform"];
+    throw new BerthError("CONFLICT", `a network named ${missing[taken]!.name} already exists and belongs to ${owner ? `platform ${owner}` : "something other than berth"}; nothing was changed`, "Rename the app, or remove that network.");
   }
-  return changes;
+  // Created side by side: the engine takes a few hundred milliseconds for each.
+  await Promise.all(missing.map((network) =>
+    engine(`creating network ${network.name}`, () => docker.createNetwork({ Name: network.name, Driver: "bridge", CheckDuplicate: true, Labels: network.labels })),
+  ));
+  return missing.map((network) => ({ kind: "created", target: `network ${network.name}` }));
 }
 
 /** Networks of environments no longer planned: disconnect platform containers, then remove. */

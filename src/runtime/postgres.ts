@@ -9,7 +9,7 @@ import { FilePasswordStore } from "../database/passwords.js";
 import { generatePassword } from "../database/scram.js";
 import { databaseUrl, HBA_FILE, PGDATA, POSTGRES_PORT, postgresServerSettings } from "../database/server.js";
 import { BerthError } from "../errors.js";
-import { engine, execIn, inspectContainer, logTail, waitHealthy, type Docker } from "../host/docker.js";
+import { engine, execIn, exitReason, inspectContainer, logTail, type Docker } from "../host/docker.js";
 import { writeFileAtomic } from "../host/files.js";
 import { platformLabels } from "../plan/names.js";
 import type { DatabasePlan, PlatformPlan } from "../plan/types.js";
@@ -94,21 +94,22 @@ async function ensureVolume(docker: Docker, plan: PlatformPlan, name: string): P
 async function alignNetworks(docker: Docker, plan: PlatformPlan, container: string, attached: string[]): Promise<boolean> {
   if (plan.postgres.kind !== "container") return false;
   const wanted = new Set([...plan.postgres.networks, controlNetwork(plan.platform).name]);
-  let changed = false;
-  for (const network of wanted) {
-    if (attached.includes(network)) continue;
-    await engine(`connecting PostgreSQL to ${network}`, () => docker.getNetwork(network).connect({ Container: container }));
-    changed = true;
-  }
-  for (const network of attached) {
-    if (wanted.has(network) || !network.startsWith("berth-")) continue;
-    await engine(`disconnecting PostgreSQL from ${network}`, () => docker.getNetwork(network).disconnect({ Container: container, Force: true }));
-    changed = true;
-  }
-  return changed;
+  const connect = [...wanted].filter((network) => !attached.includes(network));
+  const disconnect = attached.filter((network) => !wanted.has(network) && network.startsWith("berth-"));
+  // Side by side: each is an engine round trip of its own.
+  await Promise.all([
+    ...connect.map((network) => engine(`connecting PostgreSQL to ${network}`, () => docker.getNetwork(network).connect({ Container: container }))),
+    ...disconnect.map((network) => engine(`disconnecting PostgreSQL from ${network}`, () => docker.getNetwork(network).disconnect({ Container: container, Force: true }))),
+  ]);
+  return connect.length + disconnect.length > 0;
 }
 
-async function ensureServer(docker: Docker, plan: PlatformPlan, password: string, progress: Progress): Promise<{ changes: Change[]; host: string }> {
+/** The admin URL of the server at `host`. */
+function adminUrl(password: string, host: string): string {
+  return `postgresql://${ADMIN_ROLE}:${encodeURIComponent(password)}@${host}:${POSTGRES_PORT}/${ADMIN_DATABASE}`;
+}
+
+async function ensureServer(docker: Docker, plan: PlatformPlan, password: string, progress: Progress): Promise<{ changes: Change[]; host: string; client: pg.Client }> {
   if (plan.postgres.kind !== "container") throw new Error("ensureServer needs a container plan");
   const changes = await ensureVolume(docker, plan, plan.postgres.volume);
   const options = postgresCreateOptions(plan, password);
@@ -131,22 +132,70 @@ async function ensureServer(docker: Docker, plan: PlatformPlan, password: string
     if (!current.State.Running) {
       await engine(`starting ${name}`, () => docker.getContainer(name).start());
       changes.push({ kind: "started", target: name });
+      current = undefined;
     }
   }
-  const health = await waitHealthy(docker, name, 60_000);
-  if (!health.ok) {
-    throw new BerthError("DATABASE_FAILED", `PostgreSQL did not become ready: ${health.reason}\n${await logTail(docker, name)}`, "Check the log above; the data volume is untouched.");
+  const ready = await connectWhenReady(docker, name, controlNetwork(plan.platform).name, password, 60_000, current);
+  if (!ready.ok) {
+    throw new BerthError("DATABASE_FAILED", `PostgreSQL did not become ready: ${ready.reason}\n${await logTail(docker, name)}`, "Check the log above; the data volume is untouched.");
   }
-  const info = await inspectContainer(docker, name);
-  const host = info?.NetworkSettings.Networks[controlNetwork(plan.platform).name]?.IPAddress;
-  if (!host) throw new BerthError("DATABASE_FAILED", `PostgreSQL has no address on ${controlNetwork(plan.platform).name}`);
-  return { changes, host };
+  return { changes, host: ready.host, client: ready.client };
+}
+
+/** How often a starting server is asked for a connection, and how often the engine is asked how it runs. */
+const READY_CONNECT_MS = 50;
+const READY_ENGINE_EVERY = 5;
+
+/**
+ * Errors of a server that does not take connections yet: nothing listens on TCP (the first
+ * start's initialisation listens on the unix socket only), it is starting up (57P03) or the
+ * socket was closed under us. Anything else (a wrong password) is an answer, not a wait.
+ */
+function isNotReadyYet(error: unknown): boolean {
+  const cause = (error as { cause?: unknown }).cause ?? error;
+  const { code, message } = cause as { code?: string; message?: string };
+  return ["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "EPIPE", "57P03"].includes(code ?? "") || /Connection terminated/i.test(message ?? "");
+}
+
+/**
+ * Waits for the server by connecting to it as the admin (every 50 ms) rather than for the
+ * engine's health check (whose first run comes a whole interval after the start); the engine
+ * is asked every fifth round whether the container still runs. Ready means berth's own admin
+ * connection works: that connection is returned, for the converge to use.
+ */
+async function connectWhenReady(
+  docker: Docker,
+  name: string,
+  network: string,
+  password: string,
+  timeoutMs: number,
+  known?: Dockerode.ContainerInspectInfo,
+): Promise<{ ok: true; host: string; client: pg.Client } | { ok: false; reason: string }> {
+  const deadline = Date.now() + timeoutMs;
+  let info = known;
+  for (let round = 0; ; round++) {
+    if (!info || round % READY_ENGINE_EVERY === 0) info = round === 0 && info ? info : await inspectContainer(docker, name);
+    if (!info) return { ok: false, reason: "the container disappeared" };
+    const state = info.State;
+    // With a restart policy a crashing server is restarted at once: a restart is an exit.
+    if (!state.Running || state.Restarting || (known === undefined && info.RestartCount > 0)) return { ok: false, reason: await exitReason(docker, name, info) };
+    const host = info.NetworkSettings.Networks[network]?.IPAddress;
+    if (host) {
+      try {
+        return { ok: true, host, client: await connectAdmin(adminUrl(password, host)) };
+      } catch (error) {
+        if (!isNotReadyYet(error)) throw error;
+      }
+    }
+    if (Date.now() > deadline) return { ok: false, reason: `no connection after ${Math.round(timeoutMs / 1000)} s` };
+    await new Promise((resolve) => setTimeout(resolve, READY_CONNECT_MS));
+  }
 }
 
 /** Writes pg_hba.conf inside the server when it differs; the caller reloads. */
-async function installHba(docker: Docker, container: string, url: string, hba: string): Promise<boolean> {
+async function installHba(docker: Docker, container: string, client: pg.Client, hba: string): Promise<boolean> {
   // Read over the admin connection: cheaper than an exec on every (no-op) apply.
-  const current = await withAdmin(url, async (client) => (await client.query<{ hba: string }>("select pg_read_file(current_setting('hba_file')) as hba")).rows[0]?.hba);
+  const current = (await client.query<{ hba: string }>("select pg_read_file(current_setting('hba_file')) as hba")).rows[0]?.hba;
   if (current === hba) return false;
   // argv, not a shell string: the content is passed as a positional parameter.
   const written = await execIn(docker, container, ["sh", "-c", 'printf "%s" "$1" > "$2.new" && mv "$2.new" "$2"', "sh", hba, HBA_FILE]);
@@ -165,12 +214,18 @@ async function withAdmin<T>(url: string, use: (client: pg.Client) => Promise<T>)
 
 export function containerPostgres(docker: Docker, stateDir: string): DatabaseRuntime {
   const passwords = new FilePasswordStore(stateDir);
-  const admin = async (plan: PlatformPlan, progress: Progress) => {
-    if (plan.postgres.kind === "external") return { url: plan.postgres.url, changes: [] as Change[], tenantHost: new URL(plan.postgres.url).hostname, container: undefined };
+  /** The server, up; `client` is an admin connection already open (container server only), for the caller to close. */
+  const admin = async (plan: PlatformPlan, progress: Progress): Promise<{ url: string; changes: Change[]; tenantHost: string; container?: string; client?: pg.Client }> => {
+    if (plan.postgres.kind === "external") return { url: plan.postgres.url, changes: [], tenantHost: new URL(plan.postgres.url).hostname };
     const password = await adminPassword(stateDir);
     const server = await ensureServer(docker, plan, password, progress);
-    const url = `postgresql://${ADMIN_ROLE}:${encodeURIComponent(password)}@${server.host}:${POSTGRES_PORT}/${ADMIN_DATABASE}`;
-    return { url, changes: server.changes, tenantHost: plan.postgres.container, container: plan.postgres.container };
+    return { url: adminUrl(password, server.host), changes: server.changes, tenantHost: plan.postgres.container, container: plan.postgres.container, client: server.client };
+  };
+  /** admin() for callers that open their own connections. */
+  const adminUrlOnly = async (plan: PlatformPlan, progress: Progress) => {
+    const server = await admin(plan, progress);
+    await server.client?.end();
+    return server;
   };
   return {
     async converge(plan, progress) {
@@ -180,9 +235,24 @@ export function containerPostgres(docker: Docker, stateDir: string): DatabaseRun
       }
       const server = await admin(plan, progress);
       const changes = [...server.changes];
-      const hbaChanged = server.container ? await installHba(docker, server.container, server.url, renderHba({ admin: ADMIN_ROLE, plans: databases })) : false;
-      const dbChanges = await convergeDatabases(server.url, databases, passwords);
-      if (hbaChanged) await withAdmin(server.url, reloadConfig);
+      let hbaChanged = false;
+      let dbChanges: Awaited<ReturnType<typeof convergeDatabases>>;
+      const client = server.client ?? (await connectAdmin(server.url));
+      try {
+        // pg_hba.conf is written (it takes effect at the reload below) while the roles and
+        // databases converge, over the one admin connection the readiness wait opened.
+        const [hba, converged] = await Promise.allSettled([
+          server.container ? installHba(docker, server.container, client, renderHba({ admin: ADMIN_ROLE, plans: databases })) : Promise.resolve(false),
+          convergeDatabases(server.url, databases, passwords, { client }),
+        ]);
+        if (hba.status === "rejected") throw hba.reason;
+        if (converged.status === "rejected") throw converged.reason;
+        hbaChanged = hba.value;
+        dbChanges = converged.value;
+        if (hbaChanged) await reloadConfig(client);
+      } finally {
+        await client.end();
+      }
       changes.push(...dbChanges.map((change) => ({ kind: "updated" as const, target: `database ${change.target}`, detail: change.statement })));
       if (hbaChanged) changes.push({ kind: "updated", target: "pg_hba.conf" });
       const urls: Record<string, string> = {};
@@ -192,7 +262,7 @@ export function containerPostgres(docker: Docker, stateDir: string): DatabaseRun
       return { changes, urls };
     },
     async rotatePassword(plan, database, progress) {
-      const server = await admin(plan, progress);
+      const server = await adminUrlOnly(plan, progress);
       const previous = await passwords.passwordFor(database.role);
       const next = generatePassword();
       await passwords.set(database.role, next);
@@ -214,7 +284,7 @@ export function containerPostgres(docker: Docker, stateDir: string): DatabaseRun
     async removeUnused(plan, purge, progress) {
       if (!purge) return [];
       if (plan.postgres.kind === "container" && !(await inspectContainer(docker, plan.postgres.container))) return [];
-      const server = await admin(plan, progress);
+      const server = await adminUrlOnly(plan, progress);
       const planned = new Set(plannedDatabases(plan).map((db) => db.name));
       const unused = (await withAdmin(server.url, listManagedDatabases)).filter((name) => !planned.has(name));
       if (unused.length === 0) return [];
