@@ -18,9 +18,23 @@ export function assertNoCanary(canaries: readonly string[], where: string, bytes
   }
 }
 
-/** Every file under `root`, with its bytes. */
+/**
+ * Every file under `root`, with its bytes. A file gone between the listing and the read is
+ * skipped: SQLite removes its -wal and -shm files when the last connection closes, after
+ * writing what they held into the database file, which is read.
+ */
 export async function filesUnder(root: string): Promise<[string, Buffer][]> {
   const entries = await readdir(root, { recursive: true, withFileTypes: true });
   const files = entries.filter((entry) => entry.isFile()).map((entry) => join(entry.parentPath, entry.name));
-  return Promise.all(files.map(async (file): Promise<[string, Buffer]> => [file, await readFile(file)]));
+  const read = await Promise.all(
+    files.map(async (file): Promise<[string, Buffer] | undefined> => {
+      try {
+        return [file, await readFile(file)];
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+        throw error;
+      }
+    }),
+  );
+  return read.filter((entry) => entry !== undefined);
 }

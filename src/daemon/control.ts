@@ -294,7 +294,9 @@ export class Control {
       // the containers a deploy is replacing: none of that is drift.
       if (!["tenant", "proxy", "postgres"].includes(role) || name.endsWith("-next") || this.store.locks().length > 0) return;
       const isRouting = role === "tenant" && (action === "start" || action.startsWith("health_status"));
-      if (action === "start" && !isRouting) return;
+      // A platform service's start, or its health check flapping while it runs (a slow check on
+      // a busy host), is nothing a pass could repair; its death or removal is.
+      if ((action === "start" || action.startsWith("health_status")) && !isRouting) return;
       schedule(`${action} ${name}`.trim(), !isRouting);
     };
     try {
