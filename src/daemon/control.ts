@@ -3,13 +3,11 @@
 // the spec with the deployed releases) runs alone, so it never sees a half-made release.
 // Both run as jobs in child processes (./jobs.ts); this process reads the engine through
 // a small socket client only.
-import { fork, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import type { ContainerInfo } from "dockerode";
 import type { Logger } from "pino";
 import { Operations } from "../api/operations.js";
-import type { DeployOptions } from "../deploy/deploy.js";
 import { withReleases } from "../deploy/releases.js";
-import { BerthError, type ErrorCode } from "../errors.js";
 import { EngineClient, type ContainerEvent } from "../host/engine.js";
 import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import type { Change } from "../runtime/apply.js";
@@ -17,7 +15,8 @@ import { secretsKeyPath } from "../secrets/keys.js";
 import { SecretStore } from "../secrets/store.js";
 import { AccessStore, scopeAllows, type Scope } from "../state/access.js";
 import { Store } from "../state/store.js";
-import type { Job, JobInput, JobMessage } from "./jobs.js";
+import { runChild } from "./child.js";
+import type { Job, JobInput } from "./jobs.js";
 
 export interface Drift {
   target: string;
@@ -65,21 +64,14 @@ export class SharedLock {
   }
 }
 
-/** Compiled, a module beside this file is .js; run from source (tsx), .ts, loaded through tsx. */
-function siblingModule(name: string): { url: URL; execArgv: string[] } {
-  const isSource = import.meta.url.endsWith(".ts");
-  return { url: new URL(`./${name}.${isSource ? "ts" : "js"}`, import.meta.url), execArgv: isSource ? ["--import", "tsx"] : [] };
-}
-
-/** Runs jobs (./jobs.ts) in child processes, one each; counts those running. */
+/** Runs jobs (./jobs.ts) in child processes, one each; knows those running. */
 export class JobRunner {
-  private count = 0;
   private readonly children = new Set<ChildProcess>();
 
   constructor(private readonly input: Omit<JobInput, "job">) {}
 
   get running(): number {
-    return this.count;
+    return this.children.size;
   }
 
   /** Ends the jobs still running (after berthd's grace period): their journals are left for the next start. */
@@ -87,49 +79,19 @@ export class JobRunner {
     for (const child of this.children) child.kill("SIGKILL");
   }
 
-  run<T>(job: Job, progress: (line: string) => void): Promise<T> {
-    const { url, execArgv } = siblingModule("jobs");
-    // The child runs at node's defaults: berthd's memory-saving flags would slow its work.
-    const child = fork(url, [], { execArgv, serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
-    this.count++;
-    this.children.add(child);
-    return new Promise<T>((resolve, reject) => {
-      let outcome: { value: T } | { error: BerthError } | undefined;
-      let isSettled = false;
-      const settle = (ended: string) => {
-        if (isSettled) return;
-        isSettled = true;
-        this.count--;
-        this.children.delete(child);
-        if (!outcome) reject(new BerthError("INTERNAL", `the ${job.kind} job ended (${ended}) without an outcome`));
-        else if ("error" in outcome) reject(outcome.error);
-        else resolve(outcome.value);
-      };
-      child.on("message", (message: JobMessage) => {
-        if (message.type === "progress") progress(message.line);
-        else if (message.type === "result") outcome = { value: message.value as T };
-        else outcome = { error: new BerthError(message.error.code, message.error.message, message.error.hint) };
-      });
-      // A child that could not be started at all emits "error" and no "exit".
-      child.once("error", (error) => child.pid === undefined && settle(`not started: ${error.message}`));
-      child.once("exit", (code, signal) => settle(signal ?? `exit code ${code}`));
-      child.send({ ...this.input, job } satisfies JobInput);
-    });
+  async run<T>(job: Job, progress: (line: string) => void): Promise<T> {
+    let started: ChildProcess | undefined;
+    try {
+      return await runChild<T>("jobs", { ...this.input, job } satisfies JobInput, progress, (child) => this.children.add((started = child)));
+    } finally {
+      if (started) this.children.delete(started);
+    }
   }
 }
 
 /** The plan and the contract document, read by ./plan-worker (see there why). */
-async function readInChild(specPath: string): Promise<{ plan: PlatformPlan; document: Record<string, unknown> }> {
-  const { url, execArgv } = siblingModule("plan-worker");
-  const child = fork(url, [], { execArgv, serialization: "advanced", stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const message = await new Promise<{ plan: PlatformPlan; document: Record<string, unknown> } | { error: { code: ErrorCode; message: string; hint?: string } }>((resolve, reject) => {
-    child.once("message", resolve);
-    child.once("error", reject);
-    child.once("exit", (code) => reject(new BerthError("INTERNAL", `reading the spec ended with exit code ${code} and no answer`)));
-    child.send({ specPath });
-  });
-  if ("error" in message) throw new BerthError(message.error.code, message.error.message, message.error.hint);
-  return message;
+function readInChild(specPath: string): Promise<{ plan: PlatformPlan; document: Record<string, unknown> }> {
+  return runChild("plan-worker", { specPath }, () => undefined);
 }
 
 const MAX_DRIFT = 100;
@@ -157,7 +119,7 @@ export class Control {
     private readonly log: Logger,
   ) {}
 
-  static async open(specPath: string, options: { stateDir?: string; log: Logger; deploy?: DeployOptions }): Promise<Control> {
+  static async open(specPath: string, options: { stateDir?: string; log: Logger }): Promise<Control> {
     const { plan, document } = await readInChild(specPath);
     const stateDir = options.stateDir ?? `/var/lib/berth/${plan.platform}`;
     const keyPath = secretsKeyPath(plan.platform);
@@ -166,7 +128,7 @@ export class Control {
       document,
       stateDir,
       new EngineClient(),
-      new JobRunner({ plan, stateDir, keyPath, ...(options.deploy ? { deployOptions: options.deploy } : {}) }),
+      new JobRunner({ plan, stateDir, keyPath }),
       new Store(stateDir),
       new AccessStore(stateDir),
       new SecretStore(stateDir, { keyPath }),
