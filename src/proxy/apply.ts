@@ -350,12 +350,41 @@ export async function pruneGenerations(dir: ProxyDir): Promise<void> {
   );
 }
 
-/** PIDs of nginx workers that serve the current configuration (not those shutting down). */
-async function activeWorkers(docker: Docker, container: string): Promise<Set<string>> {
+/** nginx's workers by pid, each with its title: "worker process", or "worker process is shutting down". */
+type Workers = Map<string, string>;
+
+/**
+ * The proxy's workers, read from /proc when this process sees nginx's master (the master's
+ * children and their titles: no engine round trip), else from the engine's process list.
+ */
+async function workersOf(docker: Docker, container: string, master: ProxyMaster | undefined): Promise<Workers> {
+  if (master && (await isMasterVisible(master))) {
+    const workers: Workers = new Map();
+    try {
+      const children = (await readFile(`/proc/${master.pid}/task/${master.pid}/children`, "utf8")).split(" ").filter(Boolean);
+      for (const pid of children) {
+        const title = await readFile(`/proc/${pid}/cmdline`, "utf8").then((raw) => raw.replace(/\0+/g, " ").trim(), () => "");
+        if (/worker process/.test(title)) workers.set(pid, title);
+      }
+      return workers;
+    } catch {
+      // The list went away between reads (nginx restarting): the engine answers instead.
+    }
+  }
   const top = (await engine(`listing ${container}'s processes`, () => docker.getContainer(container).top())) as { Titles: string[]; Processes: string[][] };
   const pid = top.Titles.indexOf("PID");
   const command = top.Titles.findIndex((title) => title === "CMD" || title === "COMMAND");
-  return new Set(top.Processes.filter((row) => /worker process$/.test(row[command] ?? "")).map((row) => row[pid]!));
+  return new Map(top.Processes.filter((row) => /worker process/.test(row[command] ?? "")).map((row) => [row[pid]!, row[command]!]));
+}
+
+const isServing = (title: string | undefined) => title !== undefined && !/shutting down/.test(title);
+
+/**
+ * Whether none of the workers `before` the reload still takes new connections: each has
+ * exited or is shutting down (nginx closes a worker's listening sockets as it names it so).
+ */
+function oldWorkersDone(before: Workers, now: Workers): boolean {
+  return [...before.keys()].every((pid) => !isServing(now.get(pid)));
 }
 
 /** Where berth asks nginx which configuration serves: the token of the staged one, and the proxy's addresses (port 80 inside). */
@@ -397,10 +426,8 @@ export interface ProxyMaster {
  * way to every switch. False when it cannot; the caller asks the engine then.
  */
 export async function signalMaster(master: ProxyMaster, signal: NodeJS.Signals): Promise<boolean> {
-  if (!Number.isInteger(master.pid) || master.pid <= 1 || !/^[0-9a-f]{64}$/.test(master.containerId)) return false;
+  if (!(await isMasterVisible(master))) return false;
   try {
-    const cgroup = await readFile(`/proc/${master.pid}/cgroup`, "utf8");
-    if (!cgroup.includes(master.containerId)) return false;
     process.kill(master.pid, signal);
     return true;
   } catch {
@@ -408,36 +435,42 @@ export async function signalMaster(master: ProxyMaster, signal: NodeJS.Signals):
   }
 }
 
+/** Whether `master.pid`, in this PID namespace, is the proxy container's process (its cgroup names the container). */
+async function isMasterVisible(master: ProxyMaster): Promise<boolean> {
+  if (!Number.isInteger(master.pid) || master.pid <= 1 || !/^[0-9a-f]{64}$/.test(master.containerId)) return false;
+  const cgroup = await readFile(`/proc/${master.pid}/cgroup`, "utf8").catch(() => "");
+  return cgroup.includes(master.containerId);
+}
+
 /**
  * Graceful reload: old workers finish their requests, new ones take the new config. nginx's
  * master is the container's main process, so SIGHUP reaches it directly (`nginx -s reload`
  * would parse the whole configuration once more just to find the pid): from this process when
- * `master` is given and signalMaster can, otherwise through the engine. Returns once new
- * workers run: until then the old configuration still routes, so a caller must not stop
- * what it pointed at any sooner.
+ * `master` is given and signalMaster can, otherwise through the engine.
  *
- * With a probe, "new workers run" is a fresh connection answered with the new token (a worker
- * that accepted it runs the new configuration): a cheap request every 10 ms. Without one, the
- * container's processes are listed until a worker pid appears that was not there before.
+ * Returns once every new connection meets the new configuration: new workers run (with a
+ * probe, a fresh connection answered with the new token, asked every 10 ms; without one, a
+ * worker pid that was not there before) and every old worker has exited or is shutting down.
+ * An old worker that has not yet heard the master's word still accepts connections and routes
+ * them by the old configuration, so a caller must not stop what that pointed at any sooner.
  */
 export async function reloadProxy(docker: Docker, container: string, options: { probe?: ReloadProbe; timeoutMs?: number; master?: ProxyMaster } = {}): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
-  const { probe } = options;
-  const before = probe ? undefined : await activeWorkers(docker, container);
-  if (!(options.master && (await signalMaster(options.master, "SIGHUP")))) {
+  const { probe, master } = options;
+  const before = await workersOf(docker, container, master);
+  if (!(master && (await signalMaster(master, "SIGHUP")))) {
     await engine(`reloading ${container}`, () => docker.getContainer(container).kill({ signal: "SIGHUP" }));
   }
-  if (probe) {
-    for (let round = 0; Date.now() < deadline; round++) {
-      for (const address of probe.addresses) if ((await askToken(address)) === probe.token) return;
-      await sleep(round < 100 ? 10 : 50);
+  let isNewServing = false;
+  for (let round = 0; Date.now() < deadline; round++) {
+    if (probe) {
+      for (const address of probe.addresses) if (!isNewServing && (await askToken(address)) === probe.token) isNewServing = true;
     }
-  } else {
-    for (; Date.now() < deadline; await sleep(20)) {
-      const now = await activeWorkers(docker, container);
-      if ([...now].some((pid) => !before!.has(pid))) return;
-    }
+    const now = await workersOf(docker, container, master);
+    if (!probe) isNewServing = [...now].some(([pid, title]) => !before.has(pid) && isServing(title));
+    if (isNewServing && oldWorkersDone(before, now)) return;
+    await sleep(round < 100 ? 10 : 50);
   }
-  throw new BerthError("PROXY_CONFIG_REJECTED", `nginx did not start workers with the new configuration within ${timeoutMs / 1000} s`, "Check `docker logs` of the proxy container.");
+  throw new BerthError("PROXY_CONFIG_REJECTED", `nginx did not hand new connections to workers with the new configuration within ${timeoutMs / 1000} s`, "Check `docker logs` of the proxy container.");
 }

@@ -2,7 +2,9 @@
 // re-renders nginx's upstreams from Docker events and reloads gracefully.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { readFile } from "node:fs/promises";
 import { inspectContainer } from "../../src/host/docker.js";
+import { reloadProxy } from "../../src/proxy/apply.js";
 import { watchPlatform } from "../../src/runtime/watch.js";
 import type { Change } from "../../src/runtime/apply.js";
 import { cleanupByLabel, docker, TEST_LABEL } from "./helpers.js";
@@ -64,5 +66,26 @@ describe("watching tenant containers", { timeout: 600_000 }, () => {
     const rendered = refreshes.filter((r) => r.changes.length > 0 && r.at >= restarted);
     assert.ok(rendered.length > 0, `the watcher re-rendered the proxy (refreshes: ${JSON.stringify(refreshes.map((r) => r.trigger))})`);
     process.stderr.write(`restart with a new IP → served again in ${Date.now() - restarted} ms\n`);
+  });
+
+  test("a reload returns only once no old worker takes new connections", async () => {
+    const proxy = (await inspectContainer(client, platform.plan.proxy.container))!;
+    const master = { containerId: proxy.Id, pid: proxy.State.Pid };
+    const workers = (await readFile(`/proc/${master.pid}/task/${master.pid}/children`, "utf8")).split(" ").filter(Boolean).map(Number);
+    assert.ok(workers.length > 0, "nginx's master has workers");
+    // A stopped worker cannot hear the master: it keeps its listening sockets, old configuration and all.
+    const stalled = workers[0]!;
+    process.kill(stalled, "SIGSTOP");
+    let settled = false;
+    const reload = reloadProxy(client, platform.plan.proxy.container, { master, timeoutMs: 20_000 }).finally(() => (settled = true));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.equal(settled, false, "the reload waited for the stalled old worker");
+    } finally {
+      process.kill(stalled, "SIGCONT");
+    }
+    await reload;
+    const title = await readFile(`/proc/${stalled}/cmdline`, "utf8").catch(() => "(exited)");
+    assert.match(title.replace(/\0+/g, " "), /shutting down|\(exited\)/, "the old worker stopped taking connections");
   });
 });
