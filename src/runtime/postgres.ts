@@ -65,9 +65,11 @@ export function postgresCreateOptions(plan: PlatformPlan, password: string): Doc
     StopTimeout: 30,
     Healthcheck: {
       Test: ["CMD", "pg_isready", "-U", ADMIN_ROLE, "-d", ADMIN_DATABASE, "-h", "127.0.0.1"],
-      Interval: 1_000_000_000,
+      // For `docker ps` and the engine's events: berth waits on its own admin connection
+      // (connectWhenReady), so a short interval would only cost CPU all day.
+      Interval: 10_000_000_000,
       Timeout: 3_000_000_000,
-      Retries: 30,
+      Retries: 3,
     },
     HostConfig: {
       NetworkMode: controlNetwork(plan.platform).name,

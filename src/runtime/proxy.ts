@@ -35,8 +35,9 @@ export function proxyCreateOptions(plan: PlatformPlan, stateDir: string): Docker
     StopSignal: "SIGQUIT",
     Healthcheck: {
       Test: ["CMD-SHELL", "kill -0 $(cat /run/nginx.pid)"],
-      // A cheap check; a short interval lets the engine report the proxy healthy within a second.
-      Interval: 1_000_000_000,
+      // For `docker ps` and the engine's events: berth itself asks nginx for its configuration's
+      // token when it needs to know, so a short interval would only cost CPU all day.
+      Interval: 10_000_000_000,
       Timeout: 2_000_000_000,
       Retries: 3,
     },
