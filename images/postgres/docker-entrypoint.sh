@@ -15,6 +15,9 @@
 # At first start (no $PGDATA/PG_VERSION) it runs initdb, writes pg_hba.conf,
 # creates POSTGRES_DB and runs /docker-entrypoint-initdb.d/*.sh, *.sql,
 # *.sql.gz once, on a temporary server that listens on the unix socket only.
+# With no init files, POSTGRES_DB is created in single-user mode instead (no
+# temporary server to start and stop). initdb does not fsync file by file; the
+# data directory's file system is synced once, before the server starts.
 # Later starts leave PGDATA alone: pg_hba.conf and postgresql.conf are never
 # rewritten, so they can be replaced (then `SELECT pg_reload_conf()`).
 #
@@ -106,9 +109,27 @@ init_database_dir() {
   # eval: POSTGRES_INITDB_ARGS may contain quoted arguments. The password goes
   # through a pipe, never through the command line.
   if [ -n "$POSTGRES_PASSWORD" ]; then
-    eval 'initdb --username="$POSTGRES_USER" --pwfile=<(printf "%s\n" "$POSTGRES_PASSWORD") '"$POSTGRES_INITDB_ARGS"' "$@"'
+    eval 'initdb --no-sync --username="$POSTGRES_USER" --pwfile=<(printf "%s\n" "$POSTGRES_PASSWORD") '"$POSTGRES_INITDB_ARGS"' "$@"'
   else
-    eval 'initdb --username="$POSTGRES_USER" '"$POSTGRES_INITDB_ARGS"' "$@"'
+    eval 'initdb --no-sync --username="$POSTGRES_USER" '"$POSTGRES_INITDB_ARGS"' "$@"'
+  fi
+}
+
+# What initdb and the init steps wrote reaches the disk before the server starts:
+# one sync of each file system instead of an fsync per file.
+sync_database_dir() {
+  sync -f "$PGDATA"
+  if [ -n "${POSTGRES_INITDB_WALDIR:-}" ]; then sync -f "$POSTGRES_INITDB_WALDIR"; fi
+}
+
+# POSTGRES_DB without a server: single-user mode reads the command from stdin.
+# It exits 0 even when the command fails, so its output is checked.
+setup_db_single_user() {
+  local output
+  if [ "$POSTGRES_DB" = postgres ]; then return; fi
+  if ! output="$(printf 'CREATE DATABASE "%s"\n' "${POSTGRES_DB//\"/\"\"}" | postgres --single -D "$PGDATA" postgres 2>&1)" || grep -q 'ERROR:' <<<"$output"; then
+    printf '%s\n' "$output" >&2
+    exit 1
   fi
 }
 
@@ -203,12 +224,17 @@ main() {
       ls /docker-entrypoint-initdb.d/ >/dev/null
       init_database_dir
       setup_hba_conf "$@"
-      export PGPASSWORD="${PGPASSWORD:-$POSTGRES_PASSWORD}"
-      temp_server_start "$@"
-      setup_db
-      process_init_files /docker-entrypoint-initdb.d/*
-      temp_server_stop
-      unset PGPASSWORD
+      if compgen -G '/docker-entrypoint-initdb.d/*' >/dev/null; then
+        export PGPASSWORD="${PGPASSWORD:-$POSTGRES_PASSWORD}"
+        temp_server_start "$@"
+        setup_db
+        process_init_files /docker-entrypoint-initdb.d/*
+        temp_server_stop
+        unset PGPASSWORD
+      else
+        setup_db_single_user
+      fi
+      sync_database_dir
       echo
       echo 'PostgreSQL init process complete; ready for start up.'
       echo
