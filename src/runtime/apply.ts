@@ -8,7 +8,7 @@ import { LABEL } from "../plan/names.js";
 import type { ComponentPlan, ContainerPlan, EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { configHashOf, tenantCreateOptions, type TenantRuntime } from "./containers.js";
 import { ensureImage, type Progress } from "./images.js";
-import { ensureNetworks, removeNetworks } from "./networks.js";
+import { createNetworks, removeNetworks } from "./networks.js";
 import { checkProxyPorts, ensureProxy, proxyNeedsContainer, servingNow } from "./proxy.js";
 import type { DatabaseRuntime } from "./postgres.js";
 import { secretFilesOf, SECRETS_DIR_VAR, SECRETS_MOUNT, SECRETS_VERSION_VAR, writeSecretFiles } from "../secrets/files.js";
@@ -101,19 +101,23 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   const secrets = new Map(plan.environments.map((env) => [`${env.app}/${env.env}`, deps.secrets?.(env.app, env.env) ?? {}]));
   await checkProxyPorts(docker, plan);
 
-  changes.push(...(await ensureNetworks(docker, plan)));
+  // PostgreSQL starts once its control network exists; the environments' networks are created
+  // meanwhile, and must all exist before the proxy or a tenant is created.
+  const networks = await createNetworks(docker, plan);
+  await networks.control;
   // A proxy container that must be created (or replaced) starts now, routing to what serves now
   // (nothing, on a fresh host), beside the database and the tenants; their routes come later
   // with a reload. Its errors are thrown where it is awaited.
   const earlyProxy = (await proxyNeedsContainer(docker, plan, deps.stateDir))
-    ? servingNow(docker, plan).then((serving) => ensureProxy(docker, plan, deps.stateDir, serving, progress))
+    ? networks.all.then(() => servingNow(docker, plan)).then((serving) => ensureProxy(docker, plan, deps.stateDir, serving, progress))
     : undefined;
   earlyProxy?.catch(() => undefined);
 
   // Tenants start once the database converge is done. Those without a database could start
   // beside PostgreSQL, but they are not on the longest chain (PostgreSQL, release commands,
   // backends), and on a loaded host the engine busy starting them held PostgreSQL's phase up.
-  const database = await deps.databases.converge(plan, progress);
+  const database = await deps.databases.converge(plan, progress, networks.all);
+  changes.push(...(await networks.all));
   changes.push(...database.changes);
 
   const timeoutMs = options.healthTimeoutMs ?? 60_000;

@@ -17,8 +17,19 @@ async function existingNetworks(docker: Docker, platform: string): Promise<Map<s
 }
 
 export async function ensureNetworks(docker: Docker, plan: PlatformPlan): Promise<Change[]> {
+  return (await createNetworks(docker, plan)).all;
+}
+
+/**
+ * Creates the missing networks once none of their names is taken by something else (checked
+ * before any is created). The engine creates networks one after another, a few hundred
+ * milliseconds each, so the control network goes first: `control` settles when it exists
+ * (PostgreSQL can start then), `all` when every network does.
+ */
+export async function createNetworks(docker: Docker, plan: PlatformPlan): Promise<{ control: Promise<void>; all: Promise<Change[]> }> {
   const existing = await existingNetworks(docker, plan.platform);
-  const wanted = [...plan.environments.map((env) => env.network), ...(plan.postgres.kind === "container" ? [controlNetwork(plan.platform)] : [])];
+  const control = plan.postgres.kind === "container" ? controlNetwork(plan.platform) : undefined;
+  const wanted = [...(control ? [control] : []), ...plan.environments.map((env) => env.network)];
   const missing = wanted.filter((network) => !existing.has(network.name));
   // A name taken by something else stops the apply before any network is created.
   const foreign = await Promise.all(missing.map((network) => docker.getNetwork(network.name).inspect().then((info: { Labels?: Record<string, string> }) => info, () => undefined)));
@@ -27,11 +38,13 @@ export async function ensureNetworks(docker: Docker, plan: PlatformPlan): Promis
     const owner = foreign[taken]!.Labels?.["berth.platform"];
     throw new BerthError("CONFLICT", `a network named ${missing[taken]!.name} already exists and belongs to ${owner ? `platform ${owner}` : "something other than berth"}; nothing was changed`, "Rename the app, or remove that network.");
   }
-  // Created side by side: the engine takes a few hundred milliseconds for each.
-  await Promise.all(missing.map((network) =>
-    engine(`creating network ${network.name}`, () => docker.createNetwork({ Name: network.name, Driver: "bridge", CheckDuplicate: true, Labels: network.labels })),
-  ));
-  return missing.map((network) => ({ kind: "created", target: `network ${network.name}` }));
+  const create = (network: { name: string; labels: Record<string, string> }) =>
+    engine(`creating network ${network.name}`, () => docker.createNetwork({ Name: network.name, Driver: "bridge", CheckDuplicate: true, Labels: network.labels }));
+  const first = control && missing.includes(control) ? create(control) : Promise.resolve();
+  // The others side by side once the control network is asked for.
+  const all = first.then(() => Promise.all(missing.filter((network) => network !== control).map(create))).then(() => missing.map((network): Change => ({ kind: "created", target: `network ${network.name}` })));
+  all.catch(() => undefined); // awaited by the caller; a failure of `first` is reported through `control`
+  return { control: first.then(() => undefined), all };
 }
 
 /** Networks of environments no longer planned: disconnect platform containers, then remove. */

@@ -24,8 +24,12 @@ export const ADMIN_ROLE = "berth";
 const ADMIN_DATABASE = "berth";
 
 export interface DatabaseRuntime {
-  /** Brings up the server and every planned database; returns DATABASE_URL per "app/env". */
-  converge(plan: PlatformPlan, progress: Progress): Promise<{ changes: Change[]; urls: Record<string, string> }>;
+  /**
+   * Brings up the server and every planned database; returns DATABASE_URL per "app/env".
+   * `networks`, when given, settles once the environments' networks exist: until then only the
+   * control network is needed, so a new server starts (and initializes) while they are created.
+   */
+  converge(plan: PlatformPlan, progress: Progress, networks?: Promise<unknown>): Promise<{ changes: Change[]; urls: Record<string, string> }>;
   /** Drops databases of environments no longer planned, only when purging. */
   removeUnused(plan: PlatformPlan, purge: boolean, progress: Progress): Promise<Change[]>;
   /**
@@ -111,7 +115,7 @@ function adminUrl(password: string, host: string): string {
   return `postgresql://${ADMIN_ROLE}:${encodeURIComponent(password)}@${host}:${POSTGRES_PORT}/${ADMIN_DATABASE}`;
 }
 
-async function ensureServer(docker: Docker, plan: PlatformPlan, password: string, progress: Progress): Promise<{ changes: Change[]; host: string; client: pg.Client }> {
+async function ensureServer(docker: Docker, plan: PlatformPlan, password: string, progress: Progress, networks: Promise<unknown> = Promise.resolve()): Promise<{ changes: Change[]; host: string; client: pg.Client }> {
   if (plan.postgres.kind !== "container") throw new Error("ensureServer needs a container plan");
   const changes = await ensureVolume(docker, plan, plan.postgres.volume);
   const options = postgresCreateOptions(plan, password);
@@ -123,13 +127,17 @@ async function ensureServer(docker: Docker, plan: PlatformPlan, password: string
     current = undefined;
     changes.push({ kind: "replaced", target: name });
   }
+  let attaching: Promise<unknown> = Promise.resolve();
   if (!current) {
     progress(`starting ${name}`);
+    // Created on the control network (berth's way in); the environments' networks are attached
+    // once they exist, while the server initializes.
     await engine(`creating ${name}`, () => docker.createContainer(options));
-    await alignNetworks(docker, plan, name, [controlNetwork(plan.platform).name]);
     await engine(`starting ${name}`, () => docker.getContainer(name).start());
+    attaching = networks.then(() => alignNetworks(docker, plan, name, [controlNetwork(plan.platform).name]));
     if (!changes.some((c) => c.target === name)) changes.push({ kind: "created", target: name });
   } else {
+    await networks;
     if (await alignNetworks(docker, plan, name, Object.keys(current.NetworkSettings.Networks))) changes.push({ kind: "updated", target: `${name} networks` });
     if (!current.State.Running) {
       await engine(`starting ${name}`, () => docker.getContainer(name).start());
@@ -137,7 +145,7 @@ async function ensureServer(docker: Docker, plan: PlatformPlan, password: string
       current = undefined;
     }
   }
-  const ready = await connectWhenReady(docker, name, controlNetwork(plan.platform).name, password, 60_000, current);
+  const [ready] = await Promise.all([connectWhenReady(docker, name, controlNetwork(plan.platform).name, password, 60_000, current), attaching]);
   if (!ready.ok) {
     throw new BerthError("DATABASE_FAILED", `PostgreSQL did not become ready: ${ready.reason}\n${await logTail(docker, name)}`, "Check the log above; the data volume is untouched.");
   }
@@ -217,10 +225,10 @@ async function withAdmin<T>(url: string, use: (client: pg.Client) => Promise<T>)
 export function containerPostgres(docker: Docker, stateDir: string): DatabaseRuntime {
   const passwords = new FilePasswordStore(stateDir);
   /** The server, up; `client` is an admin connection already open (container server only), for the caller to close. */
-  const admin = async (plan: PlatformPlan, progress: Progress): Promise<{ url: string; changes: Change[]; tenantHost: string; container?: string; client?: pg.Client }> => {
+  const admin = async (plan: PlatformPlan, progress: Progress, networks?: Promise<unknown>): Promise<{ url: string; changes: Change[]; tenantHost: string; container?: string; client?: pg.Client }> => {
     if (plan.postgres.kind === "external") return { url: plan.postgres.url, changes: [], tenantHost: new URL(plan.postgres.url).hostname };
     const password = await adminPassword(stateDir);
-    const server = await ensureServer(docker, plan, password, progress);
+    const server = await ensureServer(docker, plan, password, progress, networks);
     return { url: adminUrl(password, server.host), changes: server.changes, tenantHost: plan.postgres.container, container: plan.postgres.container, client: server.client };
   };
   /** admin() for callers that open their own connections. */
@@ -230,12 +238,12 @@ export function containerPostgres(docker: Docker, stateDir: string): DatabaseRun
     return server;
   };
   return {
-    async converge(plan, progress) {
+    async converge(plan, progress, networks) {
       const databases = plannedDatabases(plan);
       if (databases.length === 0 && plan.postgres.kind === "container" && !(await inspectContainer(docker, plan.postgres.container))) {
         return { changes: [], urls: {} };
       }
-      const server = await admin(plan, progress);
+      const server = await admin(plan, progress, networks);
       const changes = [...server.changes];
       let hbaChanged = false;
       let dbChanges: Awaited<ReturnType<typeof convergeDatabases>>;
