@@ -195,19 +195,32 @@ export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validat
   let isRouteTableOnly = false;
   if (validate) {
     const isTableChanged = liveManifest?.files[configFiles.routeTable] !== hashes[configFiles.routeTable];
-    const tableCheck = isTableChanged && options.checkRouteTable ? await options.checkRouteTable(generation) : undefined;
-    if (tableCheck?.verdict === "rejected") {
+    const checkTable = async () => (isTableChanged && options.checkRouteTable ? options.checkRouteTable(generation) : undefined);
+    const checkNginx = async () =>
+      checkWithNginx(validate, final, generation, liveDir && liveManifest ? await narrowCheck(liveDir, liveManifest, files.config, written, certificates) : undefined);
+    const rejectTable = async (check: RouteTableCheck | undefined) => {
+      if (check?.verdict !== "rejected") return;
       await rm(final, { recursive: true, force: true });
       throw new BerthError(
         "PROXY_CONFIG_REJECTED",
-        `the proxy's router rejected the new route table; the running one is unchanged:\n${tableCheck.output.trim()}`,
+        `the proxy's router rejected the new route table; the running one is unchanged:\n${check.output.trim()}`,
         "This is a bug in berth's rendering or an unusual value in the spec; report it with the message above.",
       );
+    };
+    if (isTableOnlyChange) {
+      // The rest of the configuration is the one nginx accepted and runs: nothing for nginx -t to check.
+      const tableCheck = await checkTable();
+      await rejectTable(tableCheck);
+      isRouteTableOnly = tableCheck?.verdict === "fits";
+      checked = isRouteTableOnly ? "route-table" : await checkNginx();
+    } else {
+      // Both at once; nginx's verdict first (a generation it rejected is gone before the router may read it).
+      const [tableCheck, nginxCheck] = await Promise.allSettled([checkTable(), checkNginx()]);
+      if (nginxCheck.status === "rejected") throw nginxCheck.reason;
+      if (tableCheck.status === "rejected") throw tableCheck.reason;
+      await rejectTable(tableCheck.value);
+      checked = nginxCheck.value;
     }
-    // The rest of the configuration is the one nginx accepted and runs: nothing for nginx -t to check.
-    isRouteTableOnly = isTableOnlyChange && tableCheck?.verdict === "fits";
-    if (isRouteTableOnly) checked = "route-table";
-    else checked = await checkWithNginx(validate, final, generation, liveDir && liveManifest ? await narrowCheck(liveDir, liveManifest, files.config, written, certificates) : undefined);
   }
   const manifest: Manifest = { version: 1, validated: validate !== undefined, files: hashes, certificates };
   await writeFile(join(final, MANIFEST), JSON.stringify(manifest));
