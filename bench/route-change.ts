@@ -1,7 +1,8 @@
 // Time from a route change to the proxy serving it, with N app environments rendered: berth's
-// own validate + plan, render, stage (files + `nginx -t` in the proxy container + symlink swap),
-// graceful reload, then polling until the new route answers. Prints medians per N, for a route
-// change (nginx checks the changed site only) and for a new domain (nginx checks everything).
+// own validate + plan, render, stage, apply, then polling until the change answers. Prints
+// medians per N, for a route change (only the route table changes: the running router checks it,
+// `current` is swapped, the workers adopt it without a reload) and for a new domain (nginx -t of
+// everything, symlink swap, graceful reload).
 //
 //   npx tsx bench/route-change.ts              # N = 100 and 1000, 5 route changes + 3 domain changes each
 //   SIZES=100 RUNS=3 FULL_RUNS=1 npx tsx bench/route-change.ts
@@ -10,7 +11,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Docker } from "../src/host/docker.js";
 import type { PlatformPlan } from "../src/plan/types.js";
-import { proxyDir, pruneGenerations, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../src/proxy/apply.js";
+import { names } from "../src/plan/names.js";
+import {
+  awaitRouteTable,
+  proxyDir,
+  pruneGenerations,
+  reloadProxy,
+  routeTableChecker,
+  stageProxyConfig,
+  validateInContainer,
+  type ProxyValidator,
+  type RouteTableChecker,
+} from "../src/proxy/apply.js";
 import { renderProxyConfig, type ProxyObserved } from "../src/proxy/render.js";
 import { proxyCreateOptions } from "../src/runtime/proxy.js";
 import { cleanupScope, scopeLabels } from "./deploy-lib.js";
@@ -81,7 +93,7 @@ environments:
 /** Every upstream points at the one real backend. */
 function observed(plan: PlatformPlan, backend: string): ProxyObserved {
   const upstreams: ProxyObserved["upstreams"] = {};
-  for (const env of plan.environments) for (const route of env.routes) upstreams[route.upstream] = [backend];
+  for (const env of plan.environments) for (const component of env.components) upstreams[names.upstream(env.app, env.env, component.name)] = [backend];
   return { upstreams, certificates: {} };
 }
 
@@ -89,9 +101,12 @@ interface Sample {
   plan: number;
   render: number;
   write: number;
-  nginxT: number;
+  /** nginx -t, or the router's check of the staged route table. */
+  check: number;
   checked: string;
-  reload: number;
+  /** Reload, or the workers adopting the route table, until a fresh connection gets the new token. */
+  apply: number;
+  applied: "reload" | "route table";
   served: number;
 }
 
@@ -122,6 +137,7 @@ async function measure(client: Docker, size: number, backend: string): Promise<{
     const proxyAddress = await containerIp(client, container, NETWORK);
 
     const check = validateInContainer(client, container);
+    const askRouter = routeTableChecker([proxyAddress]);
     const samples: Record<Change, Sample[]> = { route: [], domain: [] };
     const paths: string[] = [];
     const domains: string[] = [];
@@ -140,19 +156,28 @@ async function measure(client: Docker, size: number, backend: string): Promise<{
       const planned = performance.now();
       const rendered = renderProxyConfig(plan, observed(plan, backend));
       const renderedAt = performance.now();
-      let nginxT = 0;
+      let checkTime = 0;
       let checkedFile = "";
       const timedCheck: ProxyValidator = async (mainFile) => {
         const checkStart = performance.now();
         const result = await check(mainFile);
-        nginxT = performance.now() - checkStart;
+        checkTime += performance.now() - checkStart;
         checkedFile = mainFile;
         return result;
       };
-      const staged = await stageProxyConfig(dir, rendered, timedCheck);
+      const timedRouter: RouteTableChecker = async (generation) => {
+        const checkStart = performance.now();
+        const result = await askRouter(generation);
+        checkTime += performance.now() - checkStart;
+        return result;
+      };
+      const staged = await stageProxyConfig(dir, rendered, timedCheck, { checkRouteTable: timedRouter });
       if (!staged.changed) throw new Error("the change rendered no new generation");
       const stagedAt = performance.now();
-      await reloadProxy(client, container, { probe: { token: rendered.token, addresses: [proxyAddress] } });
+      // As ensureProxy does: a new route table alone is adopted by the workers, anything else reloads.
+      const probe = { token: rendered.token, addresses: [proxyAddress] };
+      const isAdopted = staged.isRouteTableOnly && (await awaitRouteTable(probe));
+      if (!isAdopted) await reloadProxy(client, container, { probe });
       const reloadedAt = performance.now();
       await waitUntil(`${host}${path} served`, async () => (await httpStatus("127.0.0.1", HTTP_PORT, host, path)) === 200, SERVED_TIMEOUT_MS, POLL_INTERVAL_MS);
       const servedAt = performance.now();
@@ -162,10 +187,11 @@ async function measure(client: Docker, size: number, backend: string): Promise<{
         samples[kind].push({
           plan: planned - start,
           render: renderedAt - planned,
-          write: stagedAt - renderedAt - nginxT,
-          nginxT,
+          write: stagedAt - renderedAt - checkTime,
+          check: checkTime,
           checked: `${staged.checked}${checkedFile ? ` (${checkedFile.slice(checkedFile.lastIndexOf("/") + 1)})` : ""}`,
-          reload: reloadedAt - stagedAt,
+          apply: reloadedAt - stagedAt,
+          applied: isAdopted ? "route table" : "reload",
           served: servedAt - stagedAt,
         });
       }
@@ -203,15 +229,18 @@ async function main(): Promise<void> {
         const samples = byKind[kind];
         if (samples.length === 0) continue;
         const med = (pick: (sample: Sample) => number) => median(samples.map(pick));
-        const total = (sample: Sample) => sample.render + sample.write + sample.nginxT + sample.served;
-        console.log(`N=${size} ${kind}: ${files} config files, ${(bytes / 1024).toFixed(0)} KiB; per change (ms) ${samples.map((sample) => ms(total(sample))).join(", ")}; nginx checked ${[...new Set(samples.map((s) => s.checked))].join(", ")}`);
+        const total = (sample: Sample) => sample.render + sample.write + sample.check + sample.served;
+        console.log(
+          `N=${size} ${kind}: ${files} config files, ${(bytes / 1024).toFixed(0)} KiB; per change (ms) ${samples.map((sample) => ms(total(sample))).join(", ")}; ` +
+            `checked ${[...new Set(samples.map((s) => s.checked))].join(", ")}; applied by ${[...new Set(samples.map((s) => s.applied))].join(", ")}`,
+        );
         rows.push([
           `${size} ${kind}`,
           ms(med((s) => s.plan)),
           ms(med((s) => s.render)),
           ms(med((s) => s.write)),
-          ms(med((s) => s.nginxT)),
-          ms(med((s) => s.reload)),
+          ms(med((s) => s.check)),
+          ms(med((s) => s.apply)),
           ms(med((s) => s.served)),
           ms(med(total)),
           ms(med((s) => s.plan + total(s))),
@@ -221,13 +250,15 @@ async function main(): Promise<void> {
     console.log("");
     console.log(`medians of ${RUNS} route changes and ${FULL_RUNS} domain changes (ms); target: render -> served <= 300 ms at N=1000`);
     printTable(
-      ["N apps, change", "validate+plan", "render", "write+swap", "nginx -t", "reload", "reload->served", "render->served", "incl. plan"],
+      ["N apps, change", "validate+plan", "render", "write+swap", "check", "apply", "apply->served", "render->served", "incl. plan"],
       rows,
     );
     console.log("");
-    console.log("route: a route added to one app (nginx -t of nginx.conf with that app's file only); domain: a domain added to one app (nginx -t of everything).");
-    console.log("write+swap: stageProxyConfig minus nginx -t (compare with the live generation's manifest, write changed files, link the rest, sync, symlink swap).");
-    console.log("reload: SIGHUP until a fresh connection gets the new configuration's token; reload->served: SIGHUP to the first 200 on the change.");
+    console.log("route: a route added to one app (only the route table changes: the running router checks it, no nginx -t, no reload);");
+    console.log("domain: a domain added to one app (nginx -t of everything, then a reload).");
+    console.log("write+swap: stageProxyConfig minus the check (compare with the live generation's manifest, write changed files, link the rest, sync, symlink swap).");
+    console.log("check: the router's answer on the staged route table, and nginx -t when the rest changed.");
+    console.log("apply: until a fresh connection gets the new token (every worker adopted the table, or a reload finished); apply->served: to the first 200 on the change.");
     console.log(`host after: ${hostLoad()}`);
   } finally {
     await cleanupScope(client, SCOPE);

@@ -2,6 +2,10 @@
 // container, swap the `current` symlink atomically, reload gracefully. On failure the running
 // configuration is untouched and nginx's own words are shown.
 //
+// A generation that differs from the live one only in its route table needs no reload: the
+// running proxy's router checks the staged table (it parses, and fits the configuration the
+// workers run), `current` is swapped, and every worker adopts the table within ~50 ms.
+//
 // A generation holds every file of its configuration, but only what changed is written: an
 // unchanged file is a hard link to the live generation's, and a manifest (the hash of each file)
 // tells what changed without reading the live files back. What nginx checks is narrowed the same
@@ -14,6 +18,7 @@ import { dirname, join } from "node:path";
 import { BerthError } from "../errors.js";
 import { engine, execIn, type Docker } from "../host/docker.js";
 import { writeFileAtomic, writeIfChanged } from "../host/files.js";
+import { configFiles } from "./layout.js";
 import { GENERATION_HOST, SITES_INCLUDE } from "./nginx-conf.js";
 
 /** Where the proxy's directory is mounted inside its container. */
@@ -103,14 +108,30 @@ export interface StagedProxy {
   changed: boolean;
   generation: number;
   /**
-   * What nginx checked: everything, only the changed files (see narrowCheck), nothing (no
-   * validator, or no change), or nothing now because this very configuration was prepared and
-   * checked before (see StageOptions.swap).
+   * What was checked: everything, only the changed files (see narrowCheck), nothing (no
+   * validator, or no change), nothing now because this very configuration was prepared and
+   * checked before (see StageOptions.swap), or the route table alone, by the running router.
    */
-  checked: "all" | "changed" | "none" | "earlier";
+  checked: "all" | "changed" | "none" | "earlier" | "route-table";
+  /**
+   * The new generation differs from the one nginx runs only in its route table: the workers
+   * adopt it without a reload (awaitRouteTable). False when anything else changed, or nothing.
+   */
+  isRouteTableOnly: boolean;
   /** The live configuration's token, when the files carried one. */
   token?: string;
 }
+
+/** What the running proxy's router says of a staged generation's route table (see renderGenerationConf). */
+export interface RouteTableCheck {
+  /** fits: the workers would adopt it; other-configuration: it parses, for a configuration nginx does not run yet; unanswered: no router answered. */
+  verdict: "fits" | "other-configuration" | "rejected" | "unanswered";
+  /** Why the router rejected it. */
+  output: string;
+}
+
+/** Asks the running proxy's router about the route table of a staged generation (by number). */
+export type RouteTableChecker = (generation: number) => Promise<RouteTableCheck>;
 
 export interface StageOptions {
   /**
@@ -119,6 +140,12 @@ export interface StageOptions {
    * checking again: a deploy prepares the switch while its new containers boot.
    */
   swap?: boolean;
+  /**
+   * The running proxy's router (routeTableChecker). With it, a changed route table is checked
+   * before the swap (nginx -t cannot: it runs no Lua), and a change of the table alone needs
+   * no nginx -t and no reload. Without it, the table is checked when nginx loads it on reload.
+   */
+  checkRouteTable?: RouteTableChecker;
 }
 
 /**
@@ -138,14 +165,20 @@ export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validat
     const isSame = liveManifest
       ? sameKeys(liveManifest.files, hashes) && Object.entries(hashes).every(([path, hash]) => liveManifest.files[path] === hash)
       : await sameAsGeneration(liveDir, files.config);
-    if (isSame) return { changed: pagesChanged, generation: live, checked: "none", ...token };
+    if (isSame) return { changed: pagesChanged, generation: live, checked: "none", isRouteTableOnly: false, ...token };
   }
   const certificates = await certificateStates(dir, files.config);
+  // Only the table differs from a generation nginx accepted, and nginx read the same certificates.
+  const isTableOnlyChange =
+    liveManifest?.validated === true &&
+    differsInRouteTableOnly(liveManifest.files, hashes) &&
+    sameKeys(liveManifest.certificates ?? {}, certificates) &&
+    Object.entries(certificates).every(([path, state]) => state !== "unknown" && liveManifest.certificates[path] === state);
   if (validate && options.swap !== false) {
     const prepared = await preparedGeneration(dir, live, hashes, certificates);
     if (prepared !== undefined) {
       await swapTo(dir, prepared);
-      return { changed: true, generation: prepared, checked: "earlier", ...token };
+      return { changed: true, generation: prepared, checked: "earlier", isRouteTableOnly: isTableOnlyChange, ...token };
     }
   }
 
@@ -159,26 +192,64 @@ export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validat
 
   // Validate before swapping: a broken file behind `current` would survive until nginx restarts.
   let checked: StagedProxy["checked"] = "none";
+  let isRouteTableOnly = false;
   if (validate) {
-    const narrowed = liveDir && liveManifest ? await narrowCheck(liveDir, liveManifest, files.config, written, certificates) : undefined;
-    if (narrowed !== undefined) await writeFile(join(final, CHECK_CONF), narrowed);
-    checked = narrowed !== undefined ? "changed" : "all";
-    const result = await validate(`${PROXY_MOUNT}/gen/${generation}/${narrowed !== undefined ? CHECK_CONF : "nginx.conf"}`);
-    if (!result.ok) {
+    const isTableChanged = liveManifest?.files[configFiles.routeTable] !== hashes[configFiles.routeTable];
+    const checkTable = async () => (isTableChanged && options.checkRouteTable ? options.checkRouteTable(generation) : undefined);
+    const checkNginx = async () =>
+      checkWithNginx(validate, final, generation, liveDir && liveManifest ? await narrowCheck(liveDir, liveManifest, files.config, written, certificates) : undefined);
+    const rejectTable = async (check: RouteTableCheck | undefined) => {
+      if (check?.verdict !== "rejected") return;
       await rm(final, { recursive: true, force: true });
       throw new BerthError(
         "PROXY_CONFIG_REJECTED",
-        `nginx rejected the new configuration; the running one is unchanged:\n${result.output.trim()}`,
+        `the proxy's router rejected the new route table; the running one is unchanged:\n${check.output.trim()}`,
         "This is a bug in berth's rendering or an unusual value in the spec; report it with the message above.",
       );
+    };
+    if (isTableOnlyChange) {
+      // The rest of the configuration is the one nginx accepted and runs: nothing for nginx -t to check.
+      const tableCheck = await checkTable();
+      await rejectTable(tableCheck);
+      isRouteTableOnly = tableCheck?.verdict === "fits";
+      checked = isRouteTableOnly ? "route-table" : await checkNginx();
+    } else {
+      // Both at once; nginx's verdict first (a generation it rejected is gone before the router may read it).
+      const [tableCheck, nginxCheck] = await Promise.allSettled([checkTable(), checkNginx()]);
+      if (nginxCheck.status === "rejected") throw nginxCheck.reason;
+      if (tableCheck.status === "rejected") throw tableCheck.reason;
+      await rejectTable(tableCheck.value);
+      checked = nginxCheck.value;
     }
-    if (narrowed !== undefined) await rm(join(final, CHECK_CONF), { force: true });
   }
   const manifest: Manifest = { version: 1, validated: validate !== undefined, files: hashes, certificates };
   await writeFile(join(final, MANIFEST), JSON.stringify(manifest));
-  if (options.swap === false) return { changed: true, generation, checked, ...token };
+  if (options.swap === false) return { changed: true, generation, checked, isRouteTableOnly, ...token };
   await swapTo(dir, generation);
-  return { changed: true, generation, checked, ...token };
+  return { changed: true, generation, checked, isRouteTableOnly, ...token };
+}
+
+/** nginx -t of a written generation: the narrowed main file when there is one, else nginx.conf; a rejected generation is removed. */
+async function checkWithNginx(validate: ProxyValidator, final: string, generation: number, narrowed: string | undefined): Promise<"all" | "changed"> {
+  if (narrowed !== undefined) await writeFile(join(final, CHECK_CONF), narrowed);
+  const result = await validate(`${PROXY_MOUNT}/gen/${generation}/${narrowed !== undefined ? CHECK_CONF : "nginx.conf"}`);
+  if (!result.ok) {
+    await rm(final, { recursive: true, force: true });
+    throw new BerthError(
+      "PROXY_CONFIG_REJECTED",
+      `nginx rejected the new configuration; the running one is unchanged:\n${result.output.trim()}`,
+      "This is a bug in berth's rendering or an unusual value in the spec; report it with the message above.",
+    );
+  }
+  if (narrowed !== undefined) await rm(join(final, CHECK_CONF), { force: true });
+  return narrowed !== undefined ? "changed" : "all";
+}
+
+/** The same files, all alike but the route table, which differs. */
+function differsInRouteTableOnly(live: Record<string, string>, hashes: Record<string, string>): boolean {
+  const table = configFiles.routeTable;
+  if (!sameKeys(live, hashes) || !(table in hashes) || live[table] === hashes[table]) return false;
+  return Object.entries(hashes).every(([path, hash]) => path === table || live[path] === hash);
 }
 
 async function swapTo(dir: ProxyDir, generation: number): Promise<void> {
@@ -330,6 +401,8 @@ async function narrowCheck(
   const liveCertificates = live.certificates ?? {};
   if (!sameKeys(liveCertificates, certificates) || Object.entries(certificates).some(([path, state]) => state === "unknown" || liveCertificates[path] !== state)) return undefined;
   for (const path of written) {
+    // The route table names nothing nginx checks; the router checks it (StageOptions.checkRouteTable).
+    if (path === configFiles.routeTable) continue;
     const before = await readFile(join(liveDir, path), "utf8").catch(() => undefined);
     if (before === undefined || shape(before) !== shape(config[path]!)) return undefined;
   }
@@ -397,20 +470,55 @@ export interface ReloadProbe {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The token the worker that accepted a fresh connection answers, or undefined. */
-export function askToken(address: string): Promise<string | undefined> {
+export async function askToken(address: string): Promise<string | undefined> {
+  const answer = await askGenerationServer(address, "/");
+  return answer?.status === 200 ? answer.body.trim() : undefined;
+}
+
+/** The generation server's answer to a path, on a fresh connection, or undefined when none came. */
+function askGenerationServer(address: string, path: string): Promise<{ status: number; body: string } | undefined> {
   const [host, port] = /^(.*?)(?::(\d+))?$/.exec(address)!.slice(1);
   return new Promise((resolve) => {
-    const req = request({ host: host!.replace(/^\[|\]$/g, ""), port: Number(port ?? 80), path: "/", headers: { host: GENERATION_HOST }, agent: false, timeout: 1000 }, (res) => {
+    const req = request({ host: host!.replace(/^\[|\]$/g, ""), port: Number(port ?? 80), path, headers: { host: GENERATION_HOST }, agent: false, timeout: 1000 }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => resolve(res.statusCode === 200 ? body.trim() : undefined));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
       res.on("error", () => resolve(undefined));
     });
     req.on("timeout", () => req.destroy());
     req.on("error", () => resolve(undefined));
     req.end();
   });
+}
+
+/** Asks the router of the proxy at these addresses (as ReloadProbe.addresses) about a staged route table. */
+export function routeTableChecker(addresses: string[]): RouteTableChecker {
+  return async (generation) => {
+    for (const address of addresses) {
+      const answer = await askGenerationServer(address, `/route-table?generation=${generation}`);
+      if (answer?.status === 200 && (answer.body === "fits" || answer.body === "other-configuration")) return { verdict: answer.body, output: "" };
+      if (answer?.status === 422) return { verdict: "rejected", output: answer.body };
+    }
+    return { verdict: "unanswered", output: "" };
+  };
+}
+
+/** How long the workers may take to adopt a swapped route table (they look every 50 ms) before berth reloads instead. */
+const ROUTE_TABLE_TIMEOUT_MS = 2_000;
+
+/**
+ * After a swap to a generation whose only change is its route table (StagedProxy.isRouteTableOnly):
+ * true once every worker routes by it (a fresh connection gets its token; the router answers
+ * "pending" while any worker lags), false if that did not happen in time — the caller reloads.
+ */
+export async function awaitRouteTable(probe: ReloadProbe, timeoutMs = ROUTE_TABLE_TIMEOUT_MS): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (let round = 0; Date.now() < deadline; round++) {
+    for (const address of probe.addresses) if ((await askToken(address)) === probe.token) return true;
+    await sleep(round < 100 ? 5 : 20);
+  }
+  return false;
 }
 
 /** The proxy container's main process (nginx's master), as the engine reported it: its full id and host pid. */

@@ -1,6 +1,7 @@
-// Where the proxy's files are. A generation's own files (nginx.conf, generation.conf, sites/) are
-// named relative to it, so `nginx -t` can check a staged generation before `current` points
-// at it. Everything shared between generations has an absolute path in the proxy container.
+// Where the proxy's files are. A generation's own files (nginx.conf, generation.conf, sites/, the
+// router and its route table) are named relative to it, so `nginx -t` can check a staged
+// generation before `current` points at it. Everything shared between generations has an
+// absolute path in the proxy container; so does the router's code and table, which Lua reads.
 import type { EnvironmentPlan } from "../plan/types.js";
 
 export interface ProxyPaths {
@@ -13,6 +14,10 @@ export interface ProxyPaths {
   accessLog: string;
   errorLog: string;
   pid: string;
+  /** The generation nginx runs (the `current` link): the router reads the live route table through it. */
+  live: string;
+  /** Holds the generations by number, so the router can check a staged route table. */
+  generations: string;
 }
 
 export const DEFAULT_PROXY_PATHS: ProxyPaths = {
@@ -22,6 +27,8 @@ export const DEFAULT_PROXY_PATHS: ProxyPaths = {
   accessLog: "/var/log/berth/access.log",
   errorLog: "/var/log/berth/error.log",
   pid: "/run/nginx.pid",
+  live: "/etc/berth/current",
+  generations: "/etc/berth/gen",
 };
 
 type EnvironmentName = Pick<EnvironmentPlan, "app" | "env">;
@@ -33,6 +40,10 @@ export const configFiles = {
   generation: "generation.conf",
   /** One file per app: its upstreams and the servers of all its environments. */
   site: (app: string) => `sites/${app}.conf`,
+  /** The router's Lua code (router-lua.ts). */
+  router: "router.lua",
+  /** Every environment's routes as data (route-table.ts); the workers re-read it without a reload. */
+  routeTable: "routes.tsv",
 };
 
 /** Pages, relative to ProxyPaths.pages. */

@@ -39,12 +39,16 @@ const TLS12_CIPHERS = [
   "ECDHE-RSA-CHACHA20-POLY1305",
 ];
 
+/** Lua for nginx (Debian's libnginx-mod-http-lua and the NDK it needs), as the proxy image installs them. */
+const LUA_MODULES = ["/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so"];
+
 /** How nginx.conf includes the sites; a narrower check of one changed site replaces this line. */
 export const SITES_INCLUDE = "sites/*.conf";
 
 export function renderNginxConf(plan: PlatformPlan, paths: ProxyPaths): string {
   return renderConfig([
     `# Proxy of berth platform "${plan.platform}". Rendered by berth; do not edit: the next apply replaces it.`,
+    ...LUA_MODULES.map((module) => `load_module ${module};`),
     "worker_processes auto;",
     "worker_rlimit_nofile 8192;",
     `pid ${word(paths.pid)};`,
@@ -58,6 +62,8 @@ export function renderNginxConf(plan: PlatformPlan, paths: ProxyPaths): string {
       ...requestIds(),
       "",
       ...accessLog(paths),
+      "",
+      ...router(paths),
       "",
       ...rateLimits(plan),
       "",
@@ -111,14 +117,49 @@ function accessLog(paths: ProxyPaths): ConfigLine[] {
   return [`log_format berth_json escape=json\n${parts.join("\n")};`, `access_log ${word(paths.accessLog)} berth_json buffer=64k flush=1s;`];
 }
 
-/** One zone per rate-limit class of the platform, keyed by client address. */
+/**
+ * The router (router-lua.ts): nginx's master loads its code and the live route table with the
+ * configuration, each worker then watches the table. Paths go through `current`, so a reload
+ * loads the generation it swapped to. A table's regexes are compiled once per worker and kept.
+ */
+function router(paths: ProxyPaths): ConfigLine[] {
+  const options = [
+    `live = "${paths.live}/${configFiles.routeTable}"`,
+    `generations = "${paths.generations}"`,
+    `file = "${configFiles.routeTable}"`,
+  ];
+  return [
+    "# Routes are data: the router gives each request its upstream and rate-limit class from the route table.",
+    "lua_shared_dict berth_router 64k;",
+    "lua_regex_cache_max_entries 8192;",
+    block("init_by_lua_block", [
+      `berth_router = dofile("${paths.live}/${configFiles.router}")`,
+      `berth_router.start({ ${options.join(", ")} })`,
+    ]),
+    block("init_worker_by_lua_block", ["berth_router.watch()"]),
+  ];
+}
+
+/**
+ * One zone per rate-limit class of the platform, keyed by client address for the requests whose
+ * route has that class and by nothing (so not counted) for the others: the router names the
+ * class in $berth_route_limit, and every routed location applies every class.
+ */
 function rateLimits(plan: PlatformPlan): ConfigLine[] {
   return [
-    ...Object.entries(plan.proxy.rateLimits).map(
-      ([name, { rate }]) => `limit_req_zone $binary_remote_addr zone=${name}:10m rate=${rate}r/s;`,
-    ),
+    ...Object.entries(plan.proxy.rateLimits).flatMap(([name, { rate }]) => [
+      `limit_req_zone $${limitKey(name)} zone=${name}:10m rate=${rate}r/s;`,
+      block(`map $berth_route_limit $${limitKey(name)}`, [`${name} $binary_remote_addr;`, 'default "";']),
+    ]),
+    "# berth's own checks of a staged route table, from the generation server.",
+    "limit_req_zone $server_name zone=berth_check:64k rate=20r/s;",
     "limit_req_status 429;",
   ];
+}
+
+/** The variable a class's zone is keyed by; class names may hold "-", which no nginx variable name can (they never hold "_"). */
+export function limitKey(name: string): string {
+  return `berth_limit_${name.replaceAll("-", "_")}`;
 }
 
 function compression(): ConfigLine[] {
@@ -188,18 +229,25 @@ function unknownHostServer(): ConfigLine {
 export const GENERATION_HOST = "_berth-generation";
 
 /**
- * A server that answers every request naming its host with the token (a hash of the rest of the
- * configuration) and nothing else. berth reads it after a reload: the new token means workers with the new
- * configuration accept connections. Not logged; it reveals nothing but the hash.
+ * A server that answers requests naming its host with the token of the route table every worker
+ * runs (a hash of it and of the rest of the configuration; "pending" while workers differ): berth
+ * reads it after a reload or a new route table, and the new token means every new connection
+ * meets it. At /route-table?generation=N it answers whether a staged generation's table parses
+ * ("fits" the running configuration, or is for "other-configuration"; else 422 and why), which
+ * nginx -t cannot tell. Not logged; it reveals nothing but the hash and berth's own checks.
  */
-export function renderGenerationConf(token: string): string {
+export function renderGenerationConf(): string {
   return renderConfig([
-    "# Rendered by berth; do not edit. Answers which configuration the worker that accepted the connection runs.",
+    "# Rendered by berth; do not edit. Answers berth's questions about the route table the workers run.",
     block("server", [
       "listen 80;",
       `server_name ${GENERATION_HOST};`,
       "access_log off;",
-      `return 200 ${token};`,
+      "default_type text/plain;",
+      "",
+      block("location /", ["content_by_lua_block { berth_router.answer_token() }"]),
+      "",
+      block("location = /route-table", ["limit_req zone=berth_check burst=20;", "content_by_lua_block { berth_router.answer_check() }"]),
     ]),
   ]);
 }

@@ -6,6 +6,8 @@ import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import { certificateFiles, certificateKey, configFiles, DEFAULT_PROXY_PATHS, pageFiles, type ProxyPaths } from "./layout.js";
 import { renderGenerationConf, renderNginxConf } from "./nginx-conf.js";
 import { maintenancePage, unavailablePage } from "./pages.js";
+import { renderRouteTable } from "./route-table.js";
+import { ROUTER_LUA } from "./router-lua.js";
 import { renderSite, type ServedEnvironment } from "./sites.js";
 
 export { DEFAULT_PROXY_PATHS, certificateDirName, certificateFiles, certificateKey, configFiles, pageFiles } from "./layout.js";
@@ -13,36 +15,41 @@ export { GENERATION_HOST } from "./nginx-conf.js";
 export type { ProxyPaths } from "./layout.js";
 
 export interface ProxyObserved {
-  /** "ip:port" of the running, healthy containers behind each RoutePlan.upstream. */
+  /** "ip:port" of the running, healthy containers of each component, by upstream name (names.upstream). */
   upstreams: Record<string, string[]>;
   /** Whether a certificate exists for an environment, by `certificateKey` ("app/env"). */
   certificates: Record<string, boolean>;
 }
 
 export interface RenderedProxy {
-  /** One generation: paths relative to its directory (nginx.conf, generation.conf, sites/…). */
+  /** One generation: paths relative to its directory (nginx.conf, generation.conf, sites/…, router.lua, routes.tsv). */
   config: Record<string, string>;
   /** Pages, relative to ProxyPaths.pages; shared by every generation. */
   pages: Record<string, string>;
-  /** A hash of the configuration; nginx answers it on GENERATION_HOST once it runs this one. */
+  /** A hash of the configuration and its route table; nginx answers it on GENERATION_HOST once every worker runs both. */
   token: string;
 }
 
 export function renderProxyConfig(plan: PlatformPlan, observed: ProxyObserved, paths: ProxyPaths = DEFAULT_PROXY_PATHS): RenderedProxy {
   const served = plan.environments.map((environment) => serveEnvironment(environment, observed, paths));
-  const config: Record<string, string> = { [configFiles.nginxConf]: renderNginxConf(plan, paths) };
-  const context = { upstreams: observed.upstreams, paths, httpsPort: plan.proxy.httpsPort };
+  const config: Record<string, string> = {
+    [configFiles.nginxConf]: renderNginxConf(plan, paths),
+    [configFiles.generation]: renderGenerationConf(),
+    [configFiles.router]: ROUTER_LUA,
+  };
+  const context = { upstreams: observed.upstreams, paths, httpsPort: plan.proxy.httpsPort, rateLimits: plan.proxy.rateLimits };
   for (const [app, environments] of groupByApp(served)) config[configFiles.site(app)] = renderSite(app, environments, context);
-  const token = configToken(config);
-  config[configFiles.generation] = renderGenerationConf(token);
+  const routeTable = renderRouteTable(plan.environments, configHash(config));
+  config[configFiles.routeTable] = routeTable.text;
+  const token = routeTable.token;
 
   const pages: Record<string, string> = { [pageFiles.unavailable]: unavailablePage() };
   for (const environment of plan.environments) pages[pageFiles.maintenance(environment)] = maintenancePage(environment);
   return { config, pages, token };
 }
 
-/** Same files, same token; any changed byte, another one. */
-function configToken(config: Record<string, string>): string {
+/** Same files, same hash; any changed byte, another one. */
+function configHash(config: Record<string, string>): string {
   const hash = createHash("sha256");
   for (const path of Object.keys(config).sort()) hash.update(`${path}\0${config[path]}\0`);
   return hash.digest("hex").slice(0, 16);

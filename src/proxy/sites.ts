@@ -1,11 +1,13 @@
-// One site file per app: for each environment, an upstream per routed component and its
-// server blocks. An environment is served over TLS once it has a certificate; until then (or
+// One site file per app: for each environment, an upstream per component and its server blocks,
+// whose routed location asks the router (router-lua.ts) for the upstream: the routes themselves
+// are in the route table, so changing them changes no site file. An environment is served over TLS once it has a certificate; until then (or
 // with TLS off) its app answers on port 80, so a new environment works before ACME has run.
 import { BerthError } from "../errors.js";
-import type { EnvironmentPlan, RoutePlan } from "../plan/types.js";
+import { names } from "../plan/names.js";
+import type { EnvironmentPlan, ProxyPlan } from "../plan/types.js";
 import { securityHeaders } from "./includes.js";
 import { pageFiles, type ProxyPaths } from "./layout.js";
-import { block, quoted, word, renderConfig, type ConfigBlock, type ConfigLine } from "./syntax.js";
+import { block, word, renderConfig, type ConfigBlock, type ConfigLine } from "./syntax.js";
 
 export interface ServedEnvironment {
   environment: EnvironmentPlan;
@@ -19,6 +21,8 @@ export interface SiteContext {
   paths: ProxyPaths;
   /** Public HTTPS port on the host, for redirects. */
   httpsPort: number;
+  /** The platform's rate-limit classes: every routed location applies each (see nginx-conf.ts). */
+  rateLimits: ProxyPlan["rateLimits"];
 }
 
 const UNAVAILABLE_URI = "/__berth/unavailable.html";
@@ -39,15 +43,15 @@ function environmentSection(served: ServedEnvironment, context: SiteContext): Co
     : [plainHttpServer(environment, context)];
   return [
     `# ${environment.app}/${environment.env}`,
-    ...upstreamNames(environment.routes).map((name) => upstreamBlock(name, context.upstreams[name] ?? [])),
+    ...upstreamNames(environment).map((name) => upstreamBlock(name, context.upstreams[name] ?? [])),
     "",
     ...servers,
   ];
 }
 
-/** Each upstream once, in route order: two routes may lead to the same component. */
-function upstreamNames(routes: RoutePlan[]): string[] {
-  return [...new Set(routes.map((route) => route.upstream))];
+/** One upstream per component, routed or not: a route to any of them is then a change of the route table alone. */
+function upstreamNames(environment: EnvironmentPlan): string[] {
+  return environment.components.map((component) => names.upstream(environment.app, environment.env, component.name));
 }
 
 /**
@@ -125,7 +129,7 @@ interface Answers {
  * no location adds a header of its own, so every location (routes, ACME, error pages) sends them.
  */
 function appServerBody(environment: EnvironmentPlan, isServedOverTls: boolean, context: SiteContext, acmeLocations: ConfigBlock[]): ConfigLine[] {
-  const answers = environment.isInMaintenance ? maintenanceAnswers(environment, context.paths) : routedAnswers(environment, context.paths);
+  const answers = environment.isInMaintenance ? maintenanceAnswers(environment, context.paths) : routedAnswers(context);
   return [
     ...securityHeaders(environment, isServedOverTls),
     answers.errorPage,
@@ -145,15 +149,10 @@ function maintenanceAnswers(environment: EnvironmentPlan, paths: ProxyPaths): An
 }
 
 /** The routes; nginx's own 502 and 504 (no replica answered in time) become the unavailable page. */
-function routedAnswers(environment: EnvironmentPlan, paths: ProxyPaths): Answers {
-  const hasRootRoute = environment.routes.some((route) => route.kind === "prefix" && route.path === "/");
+function routedAnswers(context: SiteContext): Answers {
   return {
     errorPage: `error_page 502 504 ${UNAVAILABLE_URI};`,
-    locations: [
-      ...environment.routes.map((route) => routeLocation(route)),
-      ...(hasRootRoute ? [] : [notFoundLocation()]),
-      pageLocation(UNAVAILABLE_URI, `${paths.pages}/${pageFiles.unavailable}`),
-    ],
+    locations: [routedLocation(context.rateLimits), pageLocation(UNAVAILABLE_URI, `${context.paths.pages}/${pageFiles.unavailable}`)],
   };
 }
 
@@ -166,21 +165,20 @@ function acmeChallengeLocation(paths: ProxyPaths): ConfigBlock {
 }
 
 /**
- * Regex routes keep their plan order among themselves (nginx tries regexes in file order);
- * prefix routes match by longest prefix wherever they stand. Request and response headers are
- * inherited (http and server level): a header line here would drop all the inherited ones.
+ * Every path the server has no location of its own for: the router names the upstream (a
+ * variable that names an upstream block keeps its keepalive connections) and the route's
+ * rate-limit class, whose zone alone counts the request; no route is a 404. Request and
+ * response headers are inherited (http and server level): a header line here would drop all the
+ * inherited ones.
  */
-function routeLocation(route: RoutePlan): ConfigBlock {
-  const match = route.kind === "regex" ? `~ ${quoted(route.path)}` : word(route.path);
-  return block(`location ${match}`, [
-    `limit_req zone=${route.limit.name} burst=${route.limit.burst} nodelay;`,
-    `proxy_pass http://${route.upstream};`,
+function routedLocation(rateLimits: ProxyPlan["rateLimits"]): ConfigBlock {
+  return block("location /", [
+    'set $berth_route_limit "";',
+    "set_by_lua_block $berth_upstream { return berth_router.route() }",
+    block('if ($berth_upstream = "")', ["return 404;"]),
+    ...Object.entries(rateLimits).map(([name, { burst }]) => `limit_req zone=${name} burst=${burst} nodelay;`),
+    "proxy_pass http://$berth_upstream;",
   ]);
-}
-
-/** Without a route for "/", nginx would serve its own default root for unrouted paths. */
-function notFoundLocation(): ConfigBlock {
-  return block("location /", ["return 404;"]);
 }
 
 /** A page nginx serves itself, reachable only through error_page. */

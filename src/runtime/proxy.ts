@@ -7,8 +7,19 @@ import { join } from "node:path";
 import { BerthError } from "../errors.js";
 import { demuxLogs, engine, inspectContainer, logTail, waitHealthy, type Docker, type HealthOutcome } from "../host/docker.js";
 import type { PlatformPlan } from "../plan/types.js";
-import { platformLabels } from "../plan/names.js";
-import { askToken, PROXY_MOUNT, proxyDir, pruneGenerations, reloadProxy, stageProxyConfig, validateInContainer, type ProxyValidator } from "../proxy/apply.js";
+import { names, platformLabels } from "../plan/names.js";
+import {
+  askToken,
+  awaitRouteTable,
+  PROXY_MOUNT,
+  proxyDir,
+  pruneGenerations,
+  reloadProxy,
+  routeTableChecker,
+  stageProxyConfig,
+  validateInContainer,
+  type ProxyValidator,
+} from "../proxy/apply.js";
 import { renderProxyConfig, type ProxyObserved } from "../proxy/render.js";
 import { certificateFiles, ensureSelfSigned } from "../tls/selfsigned.js";
 import type { Change } from "./apply.js";
@@ -30,7 +41,9 @@ export function proxyCreateOptions(plan: PlatformPlan, stateDir: string): Docker
     // this environment) spends most of its time in page faults on 4 KiB pages. Ignored by a
     // glibc older than 2.35 and where huge pages are off.
     Env: ["GLIBC_TUNABLES=glibc.malloc.hugetlb=1"],
-    Labels: proxy.labels,
+    // The rendered configuration needs an image with nginx's Lua module (berth-nginx:1.22 has it):
+    // a proxy container created before berth routed by Lua is replaced, with the image as tagged now.
+    Labels: { ...proxy.labels, "berth.proxy.router": "lua" },
     ExposedPorts: { "80/tcp": {}, "443/tcp": {} },
     StopSignal: "SIGQUIT",
     Healthcheck: {
@@ -82,20 +95,21 @@ export async function runningContainers(docker: Docker, platform: string): Promi
 }
 
 /**
- * Addresses of the containers serving each route. Healthy ones only, while any is healthy:
- * a failing replica gets no traffic; if none is healthy, all running ones do
- * (better a struggling upstream than a certain 502).
+ * Addresses of the containers of each component, routed or not (a route to it is then a change
+ * of the route table alone). Healthy ones only, while any is healthy: a failing replica gets no
+ * traffic; if none is healthy, all running ones do (better a struggling upstream than a certain 502).
  */
 function observeUpstreams(plan: PlatformPlan, serving: Map<string, string>, running: Map<string, Running>): ProxyObserved["upstreams"] {
   const upstreams: ProxyObserved["upstreams"] = {};
   for (const env of plan.environments) {
-    for (const route of env.routes) {
-      if (upstreams[route.upstream]) continue;
-      const candidates = route.containers
-        .map((name) => running.get(serving.get(name) ?? ""))
+    for (const component of env.components) {
+      const candidates = component.containers
+        .map((container) => running.get(serving.get(container.name) ?? ""))
         .filter((container): container is Running => container?.networks[env.network.name] !== undefined);
       const healthy = candidates.filter((container) => container.isHealthy);
-      upstreams[route.upstream] = (healthy.length > 0 ? healthy : candidates).map((container) => `${container.networks[env.network.name]}:${route.port}`);
+      upstreams[names.upstream(env.app, env.env, component.name)] = (healthy.length > 0 ? healthy : candidates).map(
+        (container) => `${container.networks[env.network.name]}:${component.port}`,
+      );
     }
   }
   return upstreams;
@@ -259,8 +273,10 @@ async function renderNow(docker: Docker, plan: PlatformPlan, stateDir: string, s
 export async function prepareProxy(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, options: EnsureProxyOptions = {}): Promise<void> {
   await inTurn(async (isFresh) => {
     try {
-      const { dir, rendered, isReusable } = await renderNow(docker, plan, stateDir, serving, isFresh ? options.running : undefined);
-      if (isReusable) await stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container), { swap: false });
+      const { dir, rendered, isReusable, current } = await renderNow(docker, plan, stateDir, serving, isFresh ? options.running : undefined);
+      if (isReusable && current) {
+        await stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container), { swap: false, checkRouteTable: routeTableChecker(addressesOf(current)) });
+      }
     } catch {
       // The switch does the same work again and reports what failed.
     }
@@ -283,17 +299,17 @@ async function ensureProxyNow(docker: Docker, plan: PlatformPlan, stateDir: stri
   const changes: Change[] = [];
 
   if (isReusable && current) {
+    const addresses = addressesOf(current);
     const [networks, staged] = await Promise.all([
       connectNetworks(docker, plan, Object.keys(current.NetworkSettings.Networks)),
-      stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container)),
+      stageProxyConfig(dir, rendered, validateInContainer(docker, plan.proxy.container), { checkRouteTable: routeTableChecker(addresses) }),
     ]);
     if (staged.changed || networks.length > 0) {
-      const addresses = Object.values(current.NetworkSettings.Networks).map((network) => network.IPAddress).filter(Boolean);
-      await reloadProxy(docker, plan.proxy.container, {
-        probe: addresses.length > 0 ? { token: rendered.token, addresses } : undefined,
-        master: { containerId: current.Id, pid: current.State.Pid },
-      });
-      changes.push({ kind: "updated", target: "proxy configuration", detail: `generation ${staged.generation}` });
+      const probe = addresses.length > 0 ? { token: rendered.token, addresses } : undefined;
+      // A new route table alone: the workers adopt it without a reload, or berth reloads after all.
+      const isAdopted = staged.isRouteTableOnly && networks.length === 0 && probe !== undefined && (await awaitRouteTable(probe));
+      if (!isAdopted) await reloadProxy(docker, plan.proxy.container, { probe, master: { containerId: current.Id, pid: current.State.Pid } });
+      changes.push({ kind: "updated", target: "proxy configuration", detail: `generation ${staged.generation}${isAdopted ? " (route table, no reload)" : ""}` });
     }
     await pruneGenerations(dir);
     return changes;
@@ -340,6 +356,11 @@ async function waitServing(docker: Docker, container: string, token: string, tim
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   return { ok: false, reason: `nginx did not answer within ${timeoutMs / 1000} s` };
+}
+
+/** The proxy container's addresses on its networks, where berth asks its generation server. */
+function addressesOf(container: Dockerode.ContainerInspectInfo): string[] {
+  return Object.values(container.NetworkSettings.Networks).map((network) => network.IPAddress).filter(Boolean);
 }
 
 /** Attaches the proxy to every environment network it lacks (removed networks detach it themselves). */

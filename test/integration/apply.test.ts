@@ -4,10 +4,12 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import pg from "pg";
-import { readFile } from "node:fs/promises";
+import { cp, readFile, readlink, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { BerthError } from "../../src/errors.js";
-import { inspectContainer } from "../../src/host/docker.js";
+import { execIn, inspectContainer } from "../../src/host/docker.js";
+import { askToken, proxyDir, routeTableChecker, stageProxyConfig, validateInContainer } from "../../src/proxy/apply.js";
+import { renderProxyConfig } from "../../src/proxy/render.js";
 import { cleanupByLabel, docker, httpGet } from "./helpers.js";
 import { apiYaml, HTTP_PORT, HTTPS_PORT, httpsGet, platformYaml, siteYaml, testPlatform, type TestPlatform } from "./platform.js";
 
@@ -90,6 +92,75 @@ describe("berth apply", { timeout: 600_000 }, () => {
     const statuses = await Promise.all(Array.from({ length: 60 }, () => httpsGet("bta-api.test", "/health").then((r) => r.status)));
     assert.ok(statuses.includes(429), `expected some 429 among ${statuses.join(",")}`);
     assert.ok(statuses.includes(200));
+  });
+
+  /** The proxy's worker pids (its master is the container's main process, visible from the host), and its address. */
+  async function proxyWorkers(): Promise<{ workers: string[]; address: string }> {
+    const info = (await inspectContainer(client, `berth-${NAME}-proxy`))!;
+    const children = await readFile(`/proc/${info.State.Pid}/task/${info.State.Pid}/children`, "utf8");
+    return { workers: children.split(" ").filter(Boolean).sort(), address: Object.values(info.NetworkSettings.Networks)[0]!.IPAddress };
+  }
+
+  test("a route change is served without a reload: the same nginx workers, in well under a second", async () => {
+    const before = await proxyWorkers();
+    // bta-site routes /health.txt only: "/" becomes a 404.
+    const narrowed = siteYaml("bta-site").replace("  - { path: /, to: web, limit: general }", "  - { path: /health.txt, to: web, limit: general }");
+    const changed = await testPlatform(client, { ...files, "apps/bta-site.yaml": narrowed }, platform.stateDir);
+    const started = performance.now();
+    const changes = await changed.apply();
+    const elapsed = performance.now() - started;
+    assert.deepEqual(changes.map((change) => `${change.target}: ${change.detail ?? change.kind}`), [`proxy configuration: generation ${/generation (\d+)/.exec(changes[0]?.detail ?? "")?.[1]} (route table, no reload)`]);
+    assert.equal((await httpsGet("bta-site.test", "/")).status, 404, "served as soon as apply returns");
+    const health = await httpsGet("bta-site.test", "/health.txt");
+    const table = await readFile(join(proxyDir(platform.stateDir).current, "routes.tsv"), "utf8");
+    assert.equal(health.status, 200, `${health.body}\n${table}`);
+    assert.deepEqual((await proxyWorkers()).workers, before.workers, "no reload: the same workers serve");
+    assert.ok(elapsed < 5_000, `the whole apply took ${elapsed.toFixed(0)} ms`);
+    // Back, by the same path, timed from the swap alone.
+    const back = await platform.apply();
+    assert.match(back[0]?.detail ?? "", /route table, no reload/);
+    assert.equal((await httpsGet("bta-site.test", "/")).status, 200);
+    assert.deepEqual((await proxyWorkers()).workers, before.workers);
+  });
+
+  test("a route table the router rejects is never swapped in; one that is swapped in anyway leaves the workers on the last good one", async () => {
+    const { workers, address } = await proxyWorkers();
+    const dir = proxyDir(platform.stateDir);
+    const live = await readlink(dir.current);
+    const token = await askToken(address);
+    assert.match(token ?? "", /^[0-9a-f]{16}$/);
+
+    // Staged by berth: the running router rejects it before the swap, with its reason.
+    const rendered = renderProxyConfig(platform.plan, { upstreams: {}, certificates: {} });
+    const broken = { ...rendered, config: { ...rendered.config, "routes.tsv": rendered.config["routes.tsv"]!.replace(/\tprefix\t\/\t/, "\tregex\t^/(\t") } };
+    await assert.rejects(
+      stageProxyConfig(dir, broken, validateInContainer(client, `berth-${NAME}-proxy`), { checkRouteTable: routeTableChecker([address]) }),
+      (error: unknown) => {
+        assert.ok(error instanceof BerthError);
+        assert.match(error.message, /router rejected the new route table; the running one is unchanged:\nline \d+: .*missing \)/);
+        return true;
+      },
+    );
+    assert.equal(await readlink(dir.current), live);
+
+    // Swapped in behind berth's back: the workers log it and keep routing by the table they have.
+    const corrupt = join(dir.gen, "999999");
+    await cp(join(dir.root, live), corrupt, { recursive: true });
+    await writeFile(join(corrupt, "routes.tsv"), "berth-routes\t1\tdeadbeefdeadbeef\tnot-this-config\ngarbage\n");
+    await symlink("gen/999999", `${dir.current}.test`);
+    await rename(`${dir.current}.test`, dir.current);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal((await httpsGet("bta-site.test", "/health.txt")).status, 200, "still routed");
+      assert.equal(await askToken(address), token, "still the last good table");
+      const log = await execIn(client, `berth-${NAME}-proxy`, ["tail", "-n", "20", "/var/log/berth/error.log"]);
+      assert.match(log.output, /berth route table \/etc\/berth\/current\/routes\.tsv rejected; routing by the previous one: line 2: expected app, env/);
+      assert.deepEqual((await proxyWorkers()).workers, workers);
+    } finally {
+      await symlink(live, `${dir.current}.test`);
+      await rename(`${dir.current}.test`, dir.current);
+      await rm(corrupt, { recursive: true, force: true });
+    }
   });
 
   test("a crashing tenant fails apply with its reason while the others keep serving", async () => {

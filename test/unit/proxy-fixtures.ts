@@ -1,6 +1,7 @@
 // Shared by the proxy tests: plans made by the real planner from spec texts, and a small
 // reader of nginx's configuration syntax so properties can be checked on the rendered tree.
 import { join } from "node:path";
+import { names } from "../../src/plan/names.js";
 import { planPlatform } from "../../src/plan/plan.js";
 import type { PlatformPlan } from "../../src/plan/types.js";
 import type { ProxyObserved } from "../../src/proxy/render.js";
@@ -30,14 +31,14 @@ export async function referencePlan(): Promise<PlatformPlan> {
   return planFrom(files, root);
 }
 
-/** Every replica of every route running (at made-up addresses), every environment with a certificate. */
+/** Every replica of every component running (at made-up addresses), every environment with a certificate. */
 export function everythingObserved(plan: PlatformPlan): ProxyObserved {
   const upstreams: Record<string, string[]> = {};
   const certificates: Record<string, boolean> = {};
   plan.environments.forEach((environment, e) => {
     certificates[`${environment.app}/${environment.env}`] = true;
-    environment.routes.forEach((route, r) => {
-      upstreams[route.upstream] = route.containers.map((_, c) => `172.30.${e}.${10 * r + c + 2}:${route.port}`);
+    environment.components.forEach((component, k) => {
+      upstreams[names.upstream(environment.app, environment.env, component.name)] = component.containers.map((_, c) => `172.30.${e}.${10 * k + c + 2}:${component.port}`);
     });
   });
   return { upstreams, certificates };
@@ -49,7 +50,10 @@ export interface Directive {
   children?: Directive[];
 }
 
-/** Parses nginx configuration text into directives and blocks (quotes and comments as nginx reads them). */
+/**
+ * Parses nginx configuration text into directives and blocks (quotes and comments as nginx reads
+ * them). The Lua of a `*_by_lua_block` is one argument, as the Lua module reads it.
+ */
 export function parseNginx(text: string): Directive[] {
   const tokens = tokenize(text);
   let position = 0;
@@ -81,12 +85,25 @@ type Token = { kind: "word" | "punctuation"; text: string };
 function tokenize(text: string): Token[] {
   const tokens: Token[] = [];
   let i = 0;
+  let statement = 0;
   while (i < text.length) {
     const ch = text[i]!;
     if (/\s/.test(ch)) i++;
     else if (ch === "#") while (i < text.length && text[i] !== "\n") i++;
-    else if (ch === ";" || ch === "{" || ch === "}") {
+    else if (ch === "{" && tokens[statement]?.text.endsWith("_by_lua_block")) {
+      // Lua, up to the brace that closes the block: one word, ended like a directive.
+      let depth = 1;
+      const start = ++i;
+      for (; depth > 0; i++) {
+        if (i >= text.length) throw new Error("unterminated Lua block");
+        if (text[i] === "{") depth++;
+        else if (text[i] === "}") depth--;
+      }
+      tokens.push({ kind: "word", text: text.slice(start, i - 1).trim() }, { kind: "punctuation", text: ";" });
+      statement = tokens.length;
+    } else if (ch === ";" || ch === "{" || ch === "}") {
       tokens.push({ kind: "punctuation", text: ch });
+      statement = tokens.length;
       i++;
     } else if (ch === '"' || ch === "'") {
       let value = "";

@@ -1,6 +1,6 @@
 // The rendered reference platform, checked by nginx itself: written out in the layout of the
 // proxy container (a generation behind `current`, pages, certificates, ACME webroot) inside a
-// temp dir, then `nginx -t`. Only skipped when no nginx binary is installed.
+// temp dir, then `nginx -t`. Only skipped when no nginx binary (or its Lua module) is installed.
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -21,6 +21,8 @@ function findNginx(): string | undefined {
 }
 
 const NGINX = findNginx();
+/** The modules the rendered nginx.conf loads, where Debian's libnginx-mod-http-lua installs them. */
+const HAS_LUA_MODULE = ["ndk_http_module.so", "ngx_http_lua_module.so"].every((module) => existsSync(join("/usr/lib/nginx/modules", module)));
 
 /**
  * `nginx -t` binds the ports of the config (80, 443). In a network namespace of its own (root
@@ -88,7 +90,11 @@ describe("nginx -t accepts the rendered reference platform", async () => {
     { name: "every replica running, every certificate issued", plan, observed: everythingObserved(plan) },
     { name: "maintenance, HSTS, '$' in a header, escaped regex", plan: unusualPlan(plan), observed: everythingObserved(plan) },
   ];
-  const skip = NGINX ? false : "no nginx binary in /usr/sbin or on PATH: install nginx (Debian: apt-get install nginx-light) to check the rendered config";
+  const skip = !NGINX
+    ? "no nginx binary in /usr/sbin or on PATH: install nginx (Debian: apt-get install nginx-light) to check the rendered config"
+    : !HAS_LUA_MODULE
+      ? "nginx's Lua module is missing (the rendered nginx.conf loads it): apt-get install libnginx-mod-http-lua"
+      : false;
 
   for (const { name, plan, observed } of cases) {
     test(name, { skip }, async () => {
@@ -101,6 +107,8 @@ describe("nginx -t accepts the rendered reference platform", async () => {
           accessLog: join(prefix, "logs/access.log"),
           errorLog: join(prefix, "logs/error.log"),
           pid: join(prefix, "nginx.pid"),
+          live: join(prefix, "current"),
+          generations: join(prefix, "gen"),
         };
         await writeProxyTree(prefix, plan, observed, paths);
         const result = await nginxCheck(prefix);

@@ -12,6 +12,8 @@ import {
   type ProxyObserved,
   type RenderedProxy,
 } from "../../src/proxy/render.js";
+import { renderRouteTable } from "../../src/proxy/route-table.js";
+import { ROUTER_LUA } from "../../src/proxy/router-lua.js";
 import { quoted, quotedText } from "../../src/proxy/syntax.js";
 import { everythingObserved, parseNginx, planFromTexts, referencePlan, walk, type Directive } from "./proxy-fixtures.js";
 
@@ -53,14 +55,14 @@ const SHOP_OBSERVED: ProxyObserved = {
 const shopPlan = (tls = "self-signed", httpsPort = 8443) => planFromTexts(platformYaml(tls, httpsPort), { shop: SHOP_YAML });
 
 const PRODUCTION_UPSTREAMS = `# shop/production
-upstream shop_api_production {
-    server 10.0.1.2:3000 max_fails=0;
-    server 10.0.1.3:3000 max_fails=0;
-    keepalive 16;
-}
 upstream shop_web_production {
     # No healthy container: nginx still loads, and answers with the unavailable page.
     server 127.0.0.1:9 down;
+    keepalive 16;
+}
+upstream shop_api_production {
+    server 10.0.1.2:3000 max_fails=0;
+    server 10.0.1.3:3000 max_fails=0;
     keepalive 16;
 }
 `;
@@ -81,19 +83,15 @@ const ACME_LOCATION = `    location ^~ /.well-known/acme-challenge/ {
     }
 `;
 
-const PRODUCTION_ROUTES = `    location ~ "^/api/v[0-9]+\\.json" {
+const PRODUCTION_ROUTES = `    location / {
+        set $berth_route_limit "";
+        set_by_lua_block $berth_upstream { return berth_router.route() }
+        if ($berth_upstream = "") {
+            return 404;
+        }
+        limit_req zone=general burst=50 nodelay;
         limit_req zone=api burst=10 nodelay;
-        proxy_pass http://shop_api_production;
-    }
-
-    location /static/ {
-        limit_req zone=general burst=50 nodelay;
-        proxy_pass http://shop_web_production;
-    }
-
-    location / {
-        limit_req zone=general burst=50 nodelay;
-        proxy_pass http://shop_web_production;
+        proxy_pass http://$berth_upstream;
     }
 
     location = /__berth/unavailable.html {
@@ -103,12 +101,12 @@ const PRODUCTION_ROUTES = `    location ~ "^/api/v[0-9]+\\.json" {
 `;
 
 const STAGING_IN_MAINTENANCE = `# shop/staging
-upstream shop_api_staging {
+upstream shop_web_staging {
     # No healthy container: nginx still loads, and answers with the unavailable page.
     server 127.0.0.1:9 down;
     keepalive 16;
 }
-upstream shop_web_staging {
+upstream shop_api_staging {
     # No healthy container: nginx still loads, and answers with the unavailable page.
     server 127.0.0.1:9 down;
     keepalive 16;
@@ -203,18 +201,41 @@ ${STAGING_IN_MAINTENANCE}`,
     assert.match(config["sites/shop.conf"]!, /\n {8}return 308 https:\/\/\$host\$request_uri;\n/);
   });
 
-  test("without a route for '/', unrouted paths get 404 instead of nginx's default root", () => {
-    const plan = planFromTexts(platformYaml("off"), {
-      docs: `
-name: docs
-components: { api: { image: "docs-api:1", port: 3000 } }
-routes: [{ path: "/api/$v1", to: api }]
-environments: { production: { domains: [docs.example] } }
-`,
-    });
-    const site = renderProxyConfig(plan, { upstreams: {}, certificates: {} }).config["sites/docs.conf"]!;
-    assert.match(site, /\n {4}location "\/api\/\$v1" \{\n {8}limit_req zone=general burst=50 nodelay;\n/);
-    assert.match(site, /\n {4}location \/ \{\n {8}return 404;\n {4}\}\n/);
+  test("routes.tsv: every environment's routes in plan order, with the hashes of the table and of the rest", () => {
+    const rendered = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+    const [header, ...lines] = rendered.config["routes.tsv"]!.split("\n");
+    const [format, version, token, config] = header!.split("\t");
+    assert.deepEqual([format, version, token], ["berth-routes", "1", rendered.token]);
+    assert.match(config!, /^[0-9a-f]{16}$/);
+    assert.deepEqual(lines, [
+      "shop\tproduction\tregex\t^/api/v[0-9]+\\\\.json\tshop_api_production\tapi",
+      "shop\tproduction\tprefix\t/static/\tshop_web_production\tgeneral",
+      "shop\tproduction\tprefix\t/\tshop_web_production\tgeneral",
+      "shop\tstaging\tregex\t^/api/v[0-9]+\\\\.json\tshop_api_staging\tapi",
+      "shop\tstaging\tprefix\t/static/\tshop_web_staging\tgeneral",
+      "shop\tstaging\tprefix\t/\tshop_web_staging\tgeneral",
+      "",
+    ]);
+  });
+
+  test("routes.tsv: a tab, a line break or a backslash in a path is escaped, so each route stays one line", () => {
+    const table = renderRouteTable(shopPlan().environments.slice(0, 1).map((environment) => ({
+      ...environment,
+      routes: [{ ...environment.routes[0]!, path: "^/a\tb\nc\\d\re" }],
+    })), "c0ffee");
+    assert.equal(table.text, `berth-routes\t1\t${table.token}\tc0ffee\nshop\tproduction\tregex\t^/a\\tb\\nc\\\\d\\re\tshop_api_production\tapi\n`);
+  });
+
+  test("a route change changes the route table and the token, and no other file", () => {
+    const before = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+    const plan = shopPlan();
+    for (const environment of plan.environments) environment.routes = environment.routes.filter((route) => route.path !== "/static/");
+    plan.environments[0]!.routes.push({ ...plan.environments[0]!.routes[0]!, kind: "prefix", path: "/new", limit: { name: "general", rate: 100, burst: 50 } });
+    const after = renderProxyConfig(plan, SHOP_OBSERVED);
+    assert.notEqual(after.token, before.token);
+    const changed = Object.keys(after.config).filter((path) => after.config[path] !== before.config[path]);
+    assert.deepEqual(changed, ["routes.tsv"]);
+    assert.equal(after.config["routes.tsv"]!.split("\n")[0]!.split("\t")[3], before.config["routes.tsv"]!.split("\n")[0]!.split("\t")[3], "same configuration hash");
   });
 
   test("nginx.conf: shared settings, one zone per rate-limit class, the server for unknown hosts", () => {
@@ -222,6 +243,8 @@ environments: { production: { domains: [docs.example] } }
     assert.equal(
       config["nginx.conf"],
       `# Proxy of berth platform "test". Rendered by berth; do not edit: the next apply replaces it.
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 worker_processes auto;
 worker_rlimit_nofile 8192;
 pid /run/nginx.pid;
@@ -265,8 +288,29 @@ http {
         '"user_agent":"$http_user_agent"}';
     access_log /var/log/berth/access.log berth_json buffer=64k flush=1s;
 
-    limit_req_zone $binary_remote_addr zone=general:10m rate=100r/s;
-    limit_req_zone $binary_remote_addr zone=api:10m rate=20r/s;
+    # Routes are data: the router gives each request its upstream and rate-limit class from the route table.
+    lua_shared_dict berth_router 64k;
+    lua_regex_cache_max_entries 8192;
+    init_by_lua_block {
+        berth_router = dofile("/etc/berth/current/router.lua")
+        berth_router.start({ live = "/etc/berth/current/routes.tsv", generations = "/etc/berth/gen", file = "routes.tsv" })
+    }
+    init_worker_by_lua_block {
+        berth_router.watch()
+    }
+
+    limit_req_zone $berth_limit_general zone=general:10m rate=100r/s;
+    map $berth_route_limit $berth_limit_general {
+        general $binary_remote_addr;
+        default "";
+    }
+    limit_req_zone $berth_limit_api zone=api:10m rate=20r/s;
+    map $berth_route_limit $berth_limit_api {
+        api $binary_remote_addr;
+        default "";
+    }
+    # berth's own checks of a staged route table, from the generation server.
+    limit_req_zone $server_name zone=berth_check:64k rate=20r/s;
     limit_req_status 429;
 
     gzip on;
@@ -333,17 +377,26 @@ http {
     );
   });
 
-  test("generation.conf: a server for berth's own host that answers the configuration's token", () => {
+  test("generation.conf: a server for berth's own host that answers the route table's token, and checks staged tables", () => {
     const rendered = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
     assert.match(rendered.token, /^[0-9a-f]{16}$/);
     assert.equal(
       rendered.config["generation.conf"],
-      `# Rendered by berth; do not edit. Answers which configuration the worker that accepted the connection runs.
+      `# Rendered by berth; do not edit. Answers berth's questions about the route table the workers run.
 server {
     listen 80;
     server_name ${GENERATION_HOST};
     access_log off;
-    return 200 ${rendered.token};
+    default_type text/plain;
+
+    location / {
+        content_by_lua_block { berth_router.answer_token() }
+    }
+
+    location = /route-table {
+        limit_req zone=berth_check burst=20;
+        content_by_lua_block { berth_router.answer_check() }
+    }
 }
 `,
     );
@@ -355,7 +408,8 @@ server {
 
   test("renders exactly these files and pages", () => {
     const rendered = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
-    assert.deepEqual(Object.keys(rendered.config), ["nginx.conf", "sites/shop.conf", "generation.conf"]);
+    assert.deepEqual(Object.keys(rendered.config), ["nginx.conf", "generation.conf", "router.lua", "sites/shop.conf", "routes.tsv"]);
+    assert.equal(rendered.config["router.lua"], ROUTER_LUA);
     assert.deepEqual(Object.keys(rendered.pages), ["unavailable.html", "shop-production/maintenance.html", "shop-staging/maintenance.html"]);
   });
 
@@ -371,12 +425,13 @@ server {
   });
 
   test("paths outside the generation come from ProxyPaths", () => {
-    const paths = { ...DEFAULT_PROXY_PATHS, certs: "/x/certs", pages: "/x/pages", acmeWebroot: "/x/acme", accessLog: "/x/a.log", errorLog: "/x/e.log", pid: "/x/pid" };
+    const paths = { certs: "/x/certs", pages: "/x/pages", acmeWebroot: "/x/acme", accessLog: "/x/a.log", errorLog: "/x/e.log", pid: "/x/pid", live: "/x/current", generations: "/x/gen" };
     const { config } = renderProxyConfig(shopPlan(), SHOP_OBSERVED, paths);
     const all = Object.values(config).join("\n");
     for (const absolute of all.matchAll(/(?<=[\s"])\/(etc|var|run)\/[^\s;"]*/g)) assert.fail(`default path ${absolute[0]} left in the config`);
     assert.match(config["sites/shop.conf"]!, /ssl_certificate \/x\/certs\/shop-production\/fullchain\.pem;/);
     assert.match(config["sites/shop.conf"]!, /alias \/x\/pages\/shop-staging\/maintenance\.html;/);
+    assert.match(config["nginx.conf"]!, /dofile\("\/x\/current\/router\.lua"\)[\s\S]*live = "\/x\/current\/routes\.tsv", generations = "\/x\/gen"/);
     assert.match(config["nginx.conf"]!, /pid \/x\/pid;[\s\S]*error_log \/x\/e\.log warn;[\s\S]*access_log \/x\/a\.log berth_json buffer=64k flush=1s;/);
   });
 
@@ -445,8 +500,9 @@ interface Server {
   directives: Directive[];
 }
 
+/** The nginx files of a generation (not the router's Lua and route table). */
 function parseAll(rendered: RenderedProxy): Map<string, Directive[]> {
-  return new Map(Object.entries(rendered.config).map(([path, text]) => [path, parseNginx(text)]));
+  return new Map(Object.entries(rendered.config).filter(([path]) => path.endsWith(".conf")).map(([path, text]) => [path, parseNginx(text)]));
 }
 
 function serversOf(files: Map<string, Directive[]>): Server[] {
@@ -511,13 +567,16 @@ describe("renderProxyConfig: properties of the reference platform", async () => 
         assert.ok(defaults[0]!.directives.some((d) => d.name === "return" && ["421", "444"].includes(d.args[0]!)));
       });
 
-      test("every proxy_pass names an upstream defined once, and every route's upstream exists", () => {
+      test("every component has an upstream, defined once; every proxy_pass names the router's choice; every route's upstream exists", () => {
         const defined = [...files.values()].flatMap((tree) => tree.filter((d) => d.name === "upstream").map((d) => d.args[0]!));
         assert.equal(new Set(defined).size, defined.length, "an upstream is defined twice");
+        assert.equal(defined.length, plan.environments.reduce((sum, environment) => sum + environment.components.length, 0));
         for (const { directive } of [...files.values()].flatMap((tree) => [...walk(tree)])) {
-          if (directive.name === "proxy_pass") assert.ok(defined.includes(directive.args[0]!.replace(/^http:\/\//, "")), directive.args[0]);
+          if (directive.name === "proxy_pass") assert.deepEqual(directive.args, ["http://$berth_upstream"]);
         }
         for (const route of plan.environments.flatMap((environment) => environment.routes)) assert.ok(defined.includes(route.upstream), route.upstream);
+        const tableUpstreams = rendered.config["routes.tsv"]!.trim().split("\n").slice(1).map((line) => line.split("\t")[4]!);
+        for (const upstream of tableUpstreams) assert.ok(defined.includes(upstream), upstream);
       });
 
       test("upstreams list the observed addresses, or one placeholder that is down", () => {
@@ -536,7 +595,7 @@ describe("renderProxyConfig: properties of the reference platform", async () => 
         const zones = [...walk(files.get(configFiles.nginxConf)!)]
           .filter(({ directive }) => directive.name === "limit_req_zone")
           .map(({ directive }) => /zone=([^:]+):/.exec(directive.args.join(" "))![1]);
-        assert.deepEqual(zones, Object.keys(plan.proxy.rateLimits));
+        assert.deepEqual(zones, [...Object.keys(plan.proxy.rateLimits), "berth_check"]);
         for (const { directive } of [...files.values()].flatMap((tree) => [...walk(tree)])) {
           if (directive.name === "include" && !directive.args[0]!.includes("*")) assert.ok(directive.args[0]! in rendered.config, directive.args[0]);
           if (directive.name === "limit_req") assert.ok(zones.includes(directive.args[0]!.replace("zone=", "")), directive.args[0]);

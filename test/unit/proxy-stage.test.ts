@@ -9,7 +9,16 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
 import { BerthError } from "../../src/errors.js";
-import { PROXY_MOUNT, proxyDir, pruneGenerations, signalMaster, stageProxyConfig, type ProxyValidator } from "../../src/proxy/apply.js";
+import {
+  PROXY_MOUNT,
+  proxyDir,
+  pruneGenerations,
+  signalMaster,
+  stageProxyConfig,
+  type ProxyValidator,
+  type RouteTableCheck,
+  type RouteTableChecker,
+} from "../../src/proxy/apply.js";
 
 const run = promisify(execFile);
 const NGINX = "/usr/sbin/nginx";
@@ -50,11 +59,11 @@ test("a valid config becomes the live generation; an identical one changes nothi
   const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
   const dir = proxyDir(root);
   const first = await stageProxyConfig(dir, config("server { listen 127.0.0.1:1; return 204; }\n"), hostValidator(root));
-  assert.deepEqual(first, { changed: true, generation: 1, checked: "all" });
+  assert.deepEqual(first, { changed: true, generation: 1, checked: "all", isRouteTableOnly: false });
   assert.equal(await readlink(dir.current), "gen/1");
   assert.equal(await readFile(join(dir.pages, "unavailable.html"), "utf8"), "<p>unavailable</p>\n");
   const again = await stageProxyConfig(dir, config("server { listen 127.0.0.1:1; return 204; }\n"), hostValidator(root));
-  assert.deepEqual(again, { changed: false, generation: 1, checked: "none" });
+  assert.deepEqual(again, { changed: false, generation: 1, checked: "none", isRouteTableOnly: false });
 });
 
 test("a config nginx rejects is removed and the live one stays, with nginx's message", async () => {
@@ -78,7 +87,7 @@ test("a changed site is written, the others are links to the live generation's f
   const checked: string[] = [];
   await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 204;", c: "return 204;" }), hostValidator(root, checked));
   const second = await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 200;", c: "return 204;" }), hostValidator(root, checked));
-  assert.deepEqual(second, { changed: true, generation: 2, checked: "changed" });
+  assert.deepEqual(second, { changed: true, generation: 2, checked: "changed", isRouteTableOnly: false });
   assert.deepEqual(checked, ["nginx.conf", "berth-check.conf"]);
   const inode = async (generation: number, path: string) => (await stat(join(dir.gen, String(generation), path))).ino;
   assert.equal(await inode(2, "sites/a.conf"), await inode(1, "sites/a.conf"));
@@ -153,13 +162,13 @@ test("a prepared generation is checked but not live; staging the same files late
   const checked: string[] = [];
   await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 204;" }), hostValidator(root, checked));
   const prepared = await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 200;" }), hostValidator(root, checked), { swap: false });
-  assert.deepEqual(prepared, { changed: true, generation: 2, checked: "changed" });
+  assert.deepEqual(prepared, { changed: true, generation: 2, checked: "changed", isRouteTableOnly: false });
   assert.equal(await readlink(dir.current), "gen/1", "preparing changes nothing that serves");
   // Other files than the prepared ones: a generation of their own, checked.
   const other = await stageProxyConfig(dir, sites({ a: "return 200;", b: "return 204;" }), hostValidator(root, checked), { swap: false });
   assert.equal(other.generation, 3);
   const switched = await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 200;" }), hostValidator(root, checked));
-  assert.deepEqual(switched, { changed: true, generation: 2, checked: "earlier" });
+  assert.deepEqual(switched, { changed: true, generation: 2, checked: "earlier", isRouteTableOnly: false });
   assert.equal(await readlink(dir.current), "gen/2");
   assert.deepEqual(checked, ["nginx.conf", "berth-check.conf", "berth-check.conf"], "no check at the swap");
 });
@@ -171,6 +180,78 @@ test("a prepared generation that nginx rejected is not kept, so the switch check
   await assert.rejects(stageProxyConfig(dir, sites({ a: "retrun 204;" }), hostValidator(root), { swap: false }), /unknown directive/);
   await assert.rejects(stageProxyConfig(dir, sites({ a: "retrun 204;" }), hostValidator(root)), /unknown directive/);
   assert.equal(await readlink(dir.current), "gen/1");
+});
+
+/** Sites plus a route table, as renderProxyConfig writes them (the table's content is the router's business). */
+function withRoutes(bodies: Record<string, string>, routes: string) {
+  const files = sites(bodies);
+  return { ...files, config: { ...files.config, "routes.tsv": `berth-routes\t1\ttoken\tconfig\n${routes}` } };
+}
+
+/** A router that answers `verdict` for every staged table, recording which generations it was asked about. */
+function router(verdict: RouteTableCheck["verdict"], asked: number[] = [], output = ""): RouteTableChecker {
+  return async (generation) => {
+    asked.push(generation);
+    return { verdict, output };
+  };
+}
+
+test("a change of the route table alone is checked by the router, not nginx, and swapped in for the workers to adopt", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  const checked: string[] = [];
+  const asked: number[] = [];
+  await stageProxyConfig(dir, withRoutes({ a: "return 204;" }, "a\tproduction\tprefix\t/\ta_web_production\tgeneral\n"), hostValidator(root, checked), { checkRouteTable: router("fits", asked) });
+  assert.deepEqual(asked, [1], "a first table is checked too");
+  const staged = await stageProxyConfig(
+    dir,
+    withRoutes({ a: "return 204;" }, "a\tproduction\tprefix\t/\ta_web_production\tgeneral\na\tproduction\tprefix\t/new\ta_web_production\tgeneral\n"),
+    hostValidator(root, checked),
+    { checkRouteTable: router("fits", asked) },
+  );
+  assert.deepEqual(staged, { changed: true, generation: 2, checked: "route-table", isRouteTableOnly: true });
+  assert.deepEqual(checked, ["nginx.conf"], "nginx -t ran for the first generation only");
+  assert.deepEqual(asked, [1, 2]);
+  assert.equal(await readlink(dir.current), "gen/2");
+  assert.match(await readFile(join(dir.gen, "2", "routes.tsv"), "utf8"), /\/new/);
+  assert.equal((await stat(join(dir.gen, "2", "sites/a.conf"))).ino, (await stat(join(dir.gen, "1", "sites/a.conf"))).ino, "the site is a link");
+});
+
+test("a route table the router rejects is removed and the live generation stays, with the router's words", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  await stageProxyConfig(dir, withRoutes({ a: "return 204;" }, ""), hostValidator(root), { checkRouteTable: router("fits") });
+  const bad = withRoutes({ a: "return 204;" }, "a\tproduction\tregex\t^/(\ta_web_production\tgeneral\n");
+  await assert.rejects(stageProxyConfig(dir, bad, hostValidator(root), { checkRouteTable: router("rejected", [], "line 2: pcre_compile() failed: missing )") }), (error: unknown) => {
+    assert.ok(error instanceof BerthError);
+    assert.equal(error.code, "PROXY_CONFIG_REJECTED");
+    assert.match(error.message, /router rejected the new route table; the running one is unchanged:\nline 2: pcre_compile\(\) failed/);
+    return true;
+  });
+  assert.equal(await readlink(dir.current), "gen/1");
+  assert.deepEqual((await readdir(dir.gen)).sort(), ["1"]);
+});
+
+test("a route table for a configuration nginx does not run, or no router answering, means nginx -t and a reload", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  const checked: string[] = [];
+  await stageProxyConfig(dir, withRoutes({ a: "return 204;" }, ""), hostValidator(root, checked));
+  for (const [index, verdict] of (["other-configuration", "unanswered"] as const).entries()) {
+    const staged = await stageProxyConfig(dir, withRoutes({ a: "return 204;" }, `a\tproduction\tprefix\t/r${index}\ta_web_production\tgeneral\n`), hostValidator(root, checked), {
+      checkRouteTable: router(verdict),
+    });
+    assert.equal(staged.isRouteTableOnly, false, verdict);
+    assert.equal(staged.checked, "changed", verdict);
+  }
+  // With a site changed too, the table is checked as well, and nginx checks the site.
+  const asked: number[] = [];
+  const both = await stageProxyConfig(dir, withRoutes({ a: "return 200;" }, "a\tproduction\tprefix\t/both\ta_web_production\tgeneral\n"), hostValidator(root, checked), {
+    checkRouteTable: router("other-configuration", asked),
+  });
+  assert.deepEqual(both, { changed: true, generation: 4, checked: "changed", isRouteTableOnly: false });
+  assert.deepEqual(asked, [4]);
+  assert.deepEqual(checked, ["nginx.conf", "berth-check.conf", "berth-check.conf", "berth-check.conf"]);
 });
 
 test("signalMaster signals only a process whose cgroup names the container; otherwise the engine is asked", async () => {

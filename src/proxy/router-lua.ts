@@ -1,0 +1,222 @@
+// The proxy's router, in Lua (nginx's Lua module on LuaJIT), shipped in every generation as
+// `router.lua`. Routes are data: the route table (route-table.ts renders it) says which upstream
+// and rate-limit class each path of an environment gets, and every worker re-reads it while it
+// runs, so a route change needs no reload of nginx's whole configuration.
+//
+// - nginx's master loads the code and the live table when it loads the configuration (start,
+//   reload); a table that does not parse fails that load, and a failed reload keeps the old
+//   configuration serving.
+// - Each worker then checks the live table's first line every 50 ms and adopts a new table when
+//   it parses and was rendered for the configuration the worker runs (its `config` hash). A table
+//   that does not parse is logged once and ignored: the worker keeps routing by the one it has.
+// - The generation server answers berth's two questions: which table every worker runs
+//   (`answerToken`), and whether a staged generation's table parses and fits (`answerCheck`).
+//
+// Matching mirrors nginx's own locations for the same routes: the first regex (in table order)
+// that matches the normalized URI wins, else the longest prefix; no match is a 404.
+
+export const ROUTER_LUA = String.raw`-- berth's router: rendered by berth; do not edit.
+local M = {}
+
+local WATCH_SECONDS = 0.05
+local MAGIC = "berth-routes"
+local VERSION = "1"
+local ESCAPES = { t = "\t", n = "\n", r = "\r", ["\\"] = "\\" }
+local NAME = "^[a-z0-9][a-z0-9_-]*$"
+
+local re_find, sub, gsub, match = ngx.re.find, string.sub, string.gsub, string.match
+
+local paths = {}      -- live: the table behind current; generations: directory of the generations; file: its name there
+local routes = {}     -- routes[app][env] = { regexes = {...} in table order, prefixes = {...} longest first }
+local token = ""      -- token of the table in use
+local config = ""     -- hash of the configuration nginx loaded with its first table
+local seen = nil      -- first line of the last table read: read again only once it changes
+
+local function unescape(field)
+  return (gsub(field, "\\(.)", ESCAPES))
+end
+
+local function longest_first(a, b)
+  return #a.path > #b.path
+end
+
+-- The routes of a table, or nil and why not.
+local function parse(header, body)
+  local magic, version, table_token, table_config = match(header or "", "^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$")
+  if magic ~= MAGIC or version ~= VERSION then
+    return nil, "line 1: expected a berth route table, version " .. VERSION
+  end
+  if body ~= "" and sub(body, -1) ~= "\n" then
+    return nil, "the last line is cut short"
+  end
+  local parsed, number = {}, 1
+  for line in body:gmatch("([^\n]*)\n") do
+    number = number + 1
+    local app, env, kind, path, upstream, limit = match(line, "^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$")
+    if app == nil then
+      return nil, "line " .. number .. ": expected app, env, kind, path, upstream and limit separated by tabs"
+    end
+    if not (match(app, NAME) and match(env, NAME) and match(upstream, NAME) and match(limit, NAME)) then
+      return nil, "line " .. number .. ": app, env, upstream and limit must be names"
+    end
+    path = unescape(path)
+    local route = { path = path, upstream = upstream, limit = limit }
+    local envs = parsed[app] or {}
+    parsed[app] = envs
+    local environment = envs[env] or { regexes = {}, prefixes = {} }
+    envs[env] = environment
+    if kind == "regex" then
+      local _, _, err = re_find("", path, "jo")
+      if err then
+        return nil, "line " .. number .. ": " .. err
+      end
+      environment.regexes[#environment.regexes + 1] = route
+    elseif kind == "prefix" and sub(path, 1, 1) == "/" then
+      environment.prefixes[#environment.prefixes + 1] = route
+    else
+      return nil, "line " .. number .. ": expected a regex, or a prefix starting with /"
+    end
+  end
+  for _, envs in pairs(parsed) do
+    for _, environment in pairs(envs) do
+      table.sort(environment.prefixes, longest_first)
+    end
+  end
+  return { routes = parsed, token = table_token, config = table_config }
+end
+
+-- The first line of the table at path, and an open file positioned after it (or nil and why).
+local function open(path)
+  local file, err = io.open(path, "rb")
+  if file == nil then
+    return nil, err
+  end
+  return file:read("*l"), file
+end
+
+local function read(path)
+  local header, file = open(path)
+  if header == nil then
+    if file then file:close() end
+    return nil, "cannot read " .. path .. ": " .. tostring(file)
+  end
+  local body = file:read("*a")
+  file:close()
+  return parse(header, body or "")
+end
+
+local function register()
+  ngx.shared.berth_router:set(ngx.worker.id(), token)
+end
+
+-- In nginx's master, as it loads the configuration: the live table, or the load fails.
+function M.start(options)
+  paths = options
+  local parsed, err = read(paths.live)
+  if parsed == nil then
+    error("berth route table " .. paths.live .. ": " .. err, 0)
+  end
+  routes, token, config = parsed.routes, parsed.token, parsed.config
+end
+
+-- Adopts the live table if it changed, parses, and belongs to this worker's configuration.
+local function refresh()
+  local header, file = open(paths.live)
+  if header == nil or header == seen then
+    if file then file:close() end
+    return
+  end
+  local body = file:read("*a")
+  file:close()
+  seen = header
+  local parsed, err = parse(header, body or "")
+  if parsed == nil then
+    ngx.log(ngx.ERR, "berth route table ", paths.live, " rejected; routing by the previous one: ", err)
+  elseif parsed.config ~= config then
+    -- Rendered for another configuration: the reload that brings it follows.
+    return
+  else
+    routes, token = parsed.routes, parsed.token
+    register()
+  end
+end
+
+-- In each worker as it starts: its table counts, and the live one is watched.
+function M.watch()
+  register()
+  refresh()
+  local ok, err = ngx.timer.every(WATCH_SECONDS, function(premature)
+    if not premature then refresh() end
+  end)
+  if not ok then
+    ngx.log(ngx.ERR, "berth route table: cannot watch ", paths.live, ": ", err)
+  end
+end
+
+-- set_by_lua: the upstream of the request ("" when no route matches), and its limit class in $berth_route_limit.
+function M.route()
+  local envs = routes[ngx.var.berth_app]
+  local environment = envs and envs[ngx.var.berth_env]
+  if environment == nil then
+    return ""
+  end
+  local uri = ngx.var.uri
+  local chosen = nil
+  local regexes = environment.regexes
+  for i = 1, #regexes do
+    if re_find(uri, regexes[i].path, "jo") then
+      chosen = regexes[i]
+      break
+    end
+  end
+  if chosen == nil then
+    local prefixes = environment.prefixes
+    for i = 1, #prefixes do
+      local prefix = prefixes[i].path
+      if sub(uri, 1, #prefix) == prefix then
+        chosen = prefixes[i]
+        break
+      end
+    end
+  end
+  if chosen == nil then
+    return ""
+  end
+  ngx.var.berth_route_limit = chosen.limit
+  return chosen.upstream
+end
+
+-- The token of the table every worker runs, or "pending" while they differ.
+function M.answer_token()
+  local workers = ngx.shared.berth_router
+  for id = 0, ngx.worker.count() - 1 do
+    if workers:get(id) ~= token then
+      ngx.print("pending")
+      return
+    end
+  end
+  ngx.print(token)
+end
+
+-- ?generation=N: "fits" (workers would adopt its table), "other-configuration" (it parses, for
+-- another configuration), or 422 and why it does not parse.
+function M.answer_check()
+  local generation = ngx.var.arg_generation
+  if generation == nil or not match(generation, "^%d+$") then
+    ngx.status = 400
+    ngx.print("expected ?generation=N")
+    return
+  end
+  local parsed, err = read(paths.generations .. "/" .. generation .. "/" .. paths.file)
+  if parsed == nil then
+    ngx.status = 422
+    ngx.print(err)
+  elseif parsed.config == config then
+    ngx.print("fits")
+  else
+    ngx.print("other-configuration")
+  end
+end
+
+return M
+`;
