@@ -50,7 +50,8 @@ function environmentSection(served: ServedEnvironment, context: SiteContext): Co
 }
 
 /** One upstream per component, routed or not: a route to any of them is then a change of the route table alone. */
-function upstreamNames(environment: EnvironmentPlan): string[] {
+/** The upstream of each component of the environment (every one, routed or not: a route change needs no new upstream). */
+export function upstreamNames(environment: EnvironmentPlan): string[] {
   return environment.components.map((component) => names.upstream(environment.app, environment.env, component.name));
 }
 
