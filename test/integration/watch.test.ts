@@ -63,8 +63,11 @@ describe("watching tenant containers", { timeout: 600_000 }, () => {
       if (status === 200) break;
     }
     assert.equal(status, 200, "served again through nginx");
-    const rendered = refreshes.filter((r) => r.changes.length > 0 && r.at >= restarted);
-    assert.ok(rendered.length > 0, `the watcher re-rendered the proxy (refreshes: ${JSON.stringify(refreshes.map((r) => r.trigger))})`);
+    // The watcher hears of its refresh once the reload is complete (no old worker takes new
+    // connections), which can be a moment after the first request the new workers answered.
+    const rendered = () => refreshes.filter((r) => r.changes.length > 0 && r.at >= restarted);
+    for (const deadline = Date.now() + 10_000; rendered().length === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(rendered().length > 0, `the watcher re-rendered the proxy (refreshes: ${JSON.stringify(refreshes.map((r) => r.trigger))})`);
     process.stderr.write(`restart with a new IP → served again in ${Date.now() - restarted} ms\n`);
   });
 
