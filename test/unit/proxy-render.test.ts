@@ -676,3 +676,21 @@ describe("renderProxyConfig: properties of the reference platform", async () => 
     });
   }
 });
+
+test("a site is rendered again whenever one of its inputs changed, and only its own inputs count", () => {
+  const site = configFiles.site("shop");
+  const first = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
+  // Another address, another port, another TLS state: each must reach the file, whatever was rendered before.
+  const moved = renderProxyConfig(shopPlan(), { ...SHOP_OBSERVED, upstreams: { shop_api_production: ["10.0.1.7:3000"] } });
+  assert.match(moved.config[site]!, /server 10\.0\.1\.7:3000 max_fails=0;/);
+  assert.doesNotMatch(moved.config[site]!, /10\.0\.1\.3:3000/);
+  const otherPort = renderProxyConfig(shopPlan("self-signed", 9443), SHOP_OBSERVED);
+  assert.notEqual(otherPort.config[site], first.config[site]);
+  const plain = renderProxyConfig(shopPlan("off"), SHOP_OBSERVED);
+  assert.doesNotMatch(plain.config[site]!, /ssl_certificate/);
+  // Back to the first inputs: the same bytes as the first render.
+  assert.equal(renderProxyConfig(shopPlan(), SHOP_OBSERVED).config[site], first.config[site]);
+  // An unrelated upstream's address is not an input of this site.
+  const unrelated = renderProxyConfig(shopPlan(), { ...SHOP_OBSERVED, upstreams: { ...SHOP_OBSERVED.upstreams, other_web_production: ["10.9.9.9:1"] } });
+  assert.equal(unrelated.config[site], first.config[site]);
+});
