@@ -145,7 +145,9 @@ const proxySchema = z
         .describe("Host address the proxy's ports are published on."),
       httpPort: port.default(80).describe("Host port for HTTP."),
       httpsPort: port.default(443).describe("Host port for HTTPS; must differ from httpPort."),
-      image: imageRef.default("nginx:1.27-bookworm").describe("nginx image of the proxy container."),
+      image: imageRef
+        .default("berth-nginx:1.22")
+        .describe("nginx image of the proxy container. It needs nginx's Lua module from Debian (libnginx-mod-http-lua) for the route table: `bash scripts/images.sh nginx` builds berth-nginx:1.22 on this host."),
       rateLimits: z
         .record(name(32), rateLimitClass, { error: "a mapping of class name to { rate, burst }" })
         .default({ general: { rate: 100, burst: 50 }, api: { rate: 20, burst: 20 } })

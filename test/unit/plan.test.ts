@@ -147,7 +147,7 @@ test("the proxy: names, ports, volumes, rate-limit classes, labels", () => {
   const { proxy } = plan();
   assert.deepEqual(proxy, {
     container: "berth-t-proxy",
-    image: "nginx:1.27-bookworm",
+    image: "berth-nginx:1.22",
     bind: "0.0.0.0",
     httpPort: 8080,
     httpsPort: 8443,
@@ -416,7 +416,7 @@ environments:
     formatPlan(planPlatform(spec, { root: ROOT }), ROOT),
     [
       "platform small: 1 environment",
-      "  proxy     berth-small-proxy  nginx:1.27-bookworm  http 0.0.0.0:8080  https 0.0.0.0:8443  networks 1",
+      "  proxy     berth-small-proxy  berth-nginx:1.22  http 0.0.0.0:8080  https 0.0.0.0:8443  networks 1",
       "  postgres  berth-small-postgres  postgres:15-bookworm  volume berth-small-postgres-data  networks 1",
       "",
       "blog/production",
@@ -439,7 +439,7 @@ test("formatPlan: an external server, maintenance, and a git source", () => {
   const text = formatPlan(planPlatform(spec, { root: ROOT }), ROOT);
   assert.deepEqual(text.split("\n").slice(0, 7), [
     "platform ext: 1 environment",
-    "  proxy     berth-ext-proxy  nginx:1.27-bookworm  http 0.0.0.0:80  https 0.0.0.0:443  networks 1",
+    "  proxy     berth-ext-proxy  berth-nginx:1.22  http 0.0.0.0:80  https 0.0.0.0:443  networks 1",
     "  postgres  external server",
     "",
     "static/production  (maintenance)",

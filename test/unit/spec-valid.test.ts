@@ -24,7 +24,7 @@ const DEFAULT_PLATFORM = {
     bind: "0.0.0.0",
     httpPort: 80,
     httpsPort: 443,
-    image: "nginx:1.27-bookworm",
+    image: "berth-nginx:1.22",
     rateLimits: { general: { rate: 100, burst: 50 }, api: { rate: 20, burst: 20 } },
   },
   postgres: { maxConnections: 100, reservedConnections: 5 },
