@@ -253,7 +253,7 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     // Held until the new containers carry their planned names: a proxy change made meanwhile
     // for another environment (berthd deploys them side by side) keeps routing here.
     switchedNames = outcomes.filter((o) => o.retire).map((o) => o.plan.name);
-    holdSwitch(outcomes.filter((o) => o.retire).map((o) => [o.plan.name, o.serving!] as const));
+    await holdSwitch(deps.stateDir, outcomes.filter((o) => o.retire).map((o) => [o.plan.name, o.serving!] as const));
     await ensureProxy(docker, target, deps.stateDir, serving, progress, { running });
 
     mark("health-window");
@@ -261,7 +261,7 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     const unhealthy = await watchHealth(docker, fresh, options.healthWindowMs ?? 3000);
     if (unhealthy) {
       mark("rollback");
-      releaseSwitch(switchedNames);
+      await releaseSwitch(deps.stateDir, switchedNames);
       const previous = await servingNow(docker, plan);
       for (const outcome of outcomes) if (outcome.retire) previous.set(outcome.plan.name, outcome.plan.name);
       await ensureProxy(docker, plan, deps.stateDir, previous, progress);
@@ -270,11 +270,11 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
 
     mark("drain");
     await retireReplaced(docker, outcomes, options.drainMs ?? 2000);
-    releaseSwitch(switchedNames);
+    await releaseSwitch(deps.stateDir, switchedNames);
     mark("done");
     store.finishRelease(release, { status: "active", hasRunReleaseCommand, timings });
   } catch (error) {
-    releaseSwitch(switchedNames);
+    await releaseSwitch(deps.stateDir, switchedNames).catch(() => undefined);
     await preparing;
     // Whatever failed, the new containers go and the old release keeps (or is back to) serving.
     for (const outcome of outcomes) if (outcome.retire) await removeContainer(docker, outcome.serving!);

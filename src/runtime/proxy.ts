@@ -1,11 +1,13 @@
 // The proxy container and its configuration: upstream addresses are read from the running
 // containers, the config is rendered, validated and swapped, and nginx reloads gracefully.
 import type Dockerode from "dockerode";
-import { access, mkdir } from "node:fs/promises";
+import { access, mkdir, readFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import lockfile from "proper-lockfile";
 import { BerthError } from "../errors.js";
 import { demuxLogs, engine, inspectContainer, logTail, waitHealthy, type Docker, type HealthOutcome } from "../host/docker.js";
+import { writeFileAtomic } from "../host/files.js";
 import type { PlatformPlan } from "../plan/types.js";
 import { names, platformLabels } from "../plan/names.js";
 import {
@@ -211,37 +213,92 @@ export async function proxyNeedsContainer(docker: Docker, plan: PlatformPlan, st
 
 /** The configuration for what runs now, and the proxy container it would go to. */
 /**
- * Proxy changes made by this process go one at a time (berthd deploys environments side by
- * side): each stages its generation alone, and renders from what runs when its turn comes.
+ * Proxy changes go one at a time, across processes too: berthd runs each deploy in a process of
+ * its own, side by side, and a CLI may run beside it. Each stages its generation alone and
+ * renders from what runs when its turn comes. Within a process the turns queue in order; between
+ * processes a lock directory beside the proxy's configuration decides (proper-lockfile: an
+ * atomic mkdir, kept fresh while held, taken over once stale after a crash).
  */
 let proxyTurn: Promise<unknown> = Promise.resolve();
 /** Counts finished turns: a listing of running containers taken before one is stale. */
 let turnsDone = 0;
 
-function inTurn<T>(work: (isFresh: boolean) => Promise<T>): Promise<T> {
+function inTurn<T>(stateDir: string, work: (isFresh: boolean) => Promise<T>): Promise<T> {
   const asked = turnsDone;
-  const result = proxyTurn.then(() => work(asked === turnsDone)).finally(() => turnsDone++);
+  const result = proxyTurn.then(() => withProxyLock(stateDir, (waited) => work(asked === turnsDone && !waited))).finally(() => turnsDone++);
   proxyTurn = result.catch(() => undefined);
   return result;
 }
 
-/**
- * Containers that deploys in flight have switched traffic to, by planned name (web → web-next).
- * Every render honours them, so one environment's proxy change never sends another
- * environment's traffic back to the containers its deploy is about to stop.
- */
-const switched = new Map<string, string>();
+const LOCK_RETRY_MS = 15;
+const LOCK_WAIT_MS = 120_000;
 
-export function holdSwitch(entries: Iterable<readonly [string, string]>): void {
-  for (const [name, container] of entries) switched.set(name, container);
+/** Runs `work` holding the platform's proxy lock; `waited` tells whether another process held it first. */
+async function withProxyLock<T>(stateDir: string, work: (waited: boolean) => Promise<T>): Promise<T> {
+  const root = proxyDir(stateDir).root;
+  await mkdir(root, { recursive: true });
+  const options = { realpath: false, lockfilePath: join(root, ".turn.lock"), stale: 20_000, update: 5_000, onCompromised: () => undefined };
+  let waited = false;
+  let release: () => Promise<void>;
+  try {
+    release = await lockfile.lock(root, options);
+  } catch (error) {
+    if ((error as { code?: string }).code !== "ELOCKED") throw error;
+    waited = true;
+    try {
+      release = await lockfile.lock(root, { ...options, retries: { retries: LOCK_WAIT_MS / LOCK_RETRY_MS, factor: 1, minTimeout: LOCK_RETRY_MS, maxTimeout: LOCK_RETRY_MS } });
+    } catch (waitError) {
+      if ((waitError as { code?: string }).code !== "ELOCKED") throw waitError;
+      throw new BerthError("CONFLICT", `another berth process has been changing the proxy for over ${LOCK_WAIT_MS / 1000} s; nothing was changed`, "Check for a stuck berth or berthd job; the lock is taken over 20 s after its holder dies.");
+    }
+  }
+  try {
+    return await work(waited);
+  } finally {
+    await release().catch(() => undefined);
+  }
 }
 
-export function releaseSwitch(names: Iterable<string>): void {
-  for (const name of names) switched.delete(name);
+/**
+ * Containers that deploys in flight have switched traffic to, by planned name (web → web-next),
+ * kept in a file beside the proxy's configuration so that every process sees them. Every render
+ * honours them, so one environment's proxy change never sends another environment's traffic
+ * back to the containers its deploy is about to stop. An entry whose container no longer runs
+ * (a deploy that died) counts for nothing.
+ */
+const switchedFile = (stateDir: string) => join(proxyDir(stateDir).root, "switched.json");
+
+async function readSwitched(stateDir: string): Promise<Map<string, string>> {
+  const text = await readFile(switchedFile(stateDir), "utf8").catch(() => "{}");
+  try {
+    return new Map(Object.entries(JSON.parse(text) as Record<string, string>));
+  } catch {
+    return new Map();
+  }
+}
+
+async function updateSwitched(stateDir: string, change: (held: Map<string, string>) => void): Promise<void> {
+  await withProxyLock(stateDir, async () => {
+    const held = await readSwitched(stateDir);
+    change(held);
+    await writeFileAtomic(switchedFile(stateDir), JSON.stringify(Object.fromEntries(held)));
+  });
+}
+
+export function holdSwitch(stateDir: string, entries: Iterable<readonly [string, string]>): Promise<void> {
+  return updateSwitched(stateDir, (held) => {
+    for (const [name, container] of entries) held.set(name, container);
+  });
+}
+
+export function releaseSwitch(stateDir: string, names: Iterable<string>): Promise<void> {
+  return updateSwitched(stateDir, (held) => {
+    for (const name of names) held.delete(name);
+  });
 }
 
 /** `serving` with the held switches of deploys in flight, where their containers run. */
-function withSwitched(serving: Map<string, string>, running: Map<string, Running>): Map<string, string> {
+function withSwitched(serving: Map<string, string>, running: Map<string, Running>, switched: Map<string, string>): Map<string, string> {
   if (switched.size === 0) return serving;
   const merged = new Map(serving);
   for (const [name, container] of switched) if (running.has(container)) merged.set(name, container);
@@ -253,7 +310,9 @@ async function renderNow(docker: Docker, plan: PlatformPlan, stateDir: string, s
   await Promise.all([mkdir(dir.certs, { recursive: true }), mkdir(dir.pages, { recursive: true }), mkdir(join(stateDir, "acme"), { recursive: true })]);
   // Independent reads at once: the running containers, the proxy container, the certificates.
   const [upstreams, certificates, current] = await Promise.all([
-    (running ? Promise.resolve(running) : runningContainers(docker, plan.platform)).then((containers) => observeUpstreams(plan, withSwitched(serving, containers), containers)),
+    Promise.all([running ? Promise.resolve(running) : runningContainers(docker, plan.platform), readSwitched(stateDir)]).then(([containers, switched]) =>
+      observeUpstreams(plan, withSwitched(serving, containers, switched), containers),
+    ),
     ensureCertificates(plan, stateDir).then(() => observeCertificates(plan, stateDir)),
     inspectContainer(docker, plan.proxy.container),
   ]);
@@ -271,7 +330,7 @@ async function renderNow(docker: Docker, plan: PlatformPlan, stateDir: string, s
  * a configuration nginx rejects is rejected again, with its message, by the switch itself.
  */
 export async function prepareProxy(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, options: EnsureProxyOptions = {}): Promise<void> {
-  await inTurn(async (isFresh) => {
+  await inTurn(stateDir, async (isFresh) => {
     try {
       const { dir, rendered, isReusable, current } = await renderNow(docker, plan, stateDir, serving, isFresh ? options.running : undefined);
       if (isReusable && current) {
@@ -291,7 +350,7 @@ export function ensureProxy(
   progress: Progress,
   options: EnsureProxyOptions = {},
 ): Promise<Change[]> {
-  return inTurn((isFresh) => ensureProxyNow(docker, plan, stateDir, serving, progress, isFresh ? options.running : undefined));
+  return inTurn(stateDir, (isFresh) => ensureProxyNow(docker, plan, stateDir, serving, progress, isFresh ? options.running : undefined));
 }
 
 async function ensureProxyNow(docker: Docker, plan: PlatformPlan, stateDir: string, serving: Map<string, string>, progress: Progress, running: Map<string, Running> | undefined): Promise<Change[]> {
