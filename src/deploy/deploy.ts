@@ -2,6 +2,7 @@
 // release command → new containers beside the old → healthy → proxy switched (validated,
 // graceful) → health window (back to the old on failure) → drain → old stopped.
 // Every step is journaled before it runs; a crash is repaired by recoverDeploys.
+import { readFile } from "node:fs/promises";
 import { BerthError } from "../errors.js";
 import { engine, imageExists, inspectContainer, type Docker } from "../host/docker.js";
 import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
@@ -58,6 +59,28 @@ const isAlive = (pid: number): boolean => {
   }
 };
 
+/** The parent pid of `pid` (from /proc), or undefined when it cannot be read. */
+async function parentOf(pid: number): Promise<number | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ")".
+  const ppid = stat === undefined ? Number.NaN : Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  return Number.isInteger(ppid) ? ppid : undefined;
+}
+
+/**
+ * Whether the deploy's process is gone, or going: a berthd job whose berthd died (it has been
+ * handed to init) exits by itself at once, and is waited for, up to 10 s, so that the next
+ * berthd repairs its deploy instead of taking it for one still running.
+ */
+async function isGone(pid: number): Promise<boolean> {
+  if (!isAlive(pid)) return true;
+  if ((await parentOf(pid)) !== 1) return false;
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
+    if (!isAlive(pid)) return true;
+  }
+  return false;
+}
+
 /**
  * Repairs deploys whose berth process died: where the old container still runs, the new
  * one is removed (the old release keeps serving); where the old one is already gone, the
@@ -66,7 +89,7 @@ const isAlive = (pid: number): boolean => {
 export async function recoverDeploys(plan: PlatformPlan, deps: DeployDeps): Promise<Release[]> {
   const recovered: Release[] = [];
   for (const lock of deps.store.locks()) {
-    if (lock.pid === process.pid || isAlive(lock.pid)) continue;
+    if (lock.pid === process.pid || !(await isGone(lock.pid))) continue;
     const release = deps.store.releaseById(lock.releaseId)!;
     const steps = deps.store.journalOf(release.id);
     const env = plan.environments.find((e) => e.app === lock.app && e.env === lock.env);
