@@ -427,11 +427,11 @@ export async function pruneGenerations(dir: ProxyDir): Promise<void> {
 type Workers = Map<string, string>;
 
 /**
- * The proxy's workers, read from /proc when this process sees nginx's master (the master's
- * children and their titles: no engine round trip), else from the engine's process list.
+ * The proxy's workers, read from /proc when `master` is given (one this process sees: the
+ * master's children and their titles, no engine round trip), else from the engine's process list.
  */
 async function workersOf(docker: Docker, container: string, master: ProxyMaster | undefined): Promise<Workers> {
-  if (master && (await isMasterVisible(master))) {
+  if (master) {
     const workers: Workers = new Map();
     try {
       const children = (await readFile(`/proc/${master.pid}/task/${master.pid}/children`, "utf8")).split(" ").filter(Boolean);
@@ -475,6 +475,12 @@ export async function askToken(address: string): Promise<string | undefined> {
   return answer?.status === 200 ? answer.body.trim() : undefined;
 }
 
+/** Whether a fresh connection to one of the probe's addresses is answered with its token (tried in turn). */
+export async function answersToken(probe: ReloadProbe): Promise<boolean> {
+  for (const address of probe.addresses) if ((await askToken(address)) === probe.token) return true;
+  return false;
+}
+
 /** The generation server's answer to a path, on a fresh connection, or undefined when none came. */
 function askGenerationServer(address: string, path: string): Promise<{ status: number; body: string } | undefined> {
   const [host, port] = /^(.*?)(?::(\d+))?$/.exec(address)!.slice(1);
@@ -515,7 +521,7 @@ const ROUTE_TABLE_TIMEOUT_MS = 2_000;
 export async function awaitRouteTable(probe: ReloadProbe, timeoutMs = ROUTE_TABLE_TIMEOUT_MS): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (let round = 0; Date.now() < deadline; round++) {
-    for (const address of probe.addresses) if ((await askToken(address)) === probe.token) return true;
+    if (await answersToken(probe)) return true;
     await sleep(round < 100 ? 5 : 20);
   }
   return false;
@@ -533,10 +539,14 @@ export interface ProxyMaster {
  * be signalled. Spares the engine round trip (tens to hundreds of ms on a busy host) on the
  * way to every switch. False when it cannot; the caller asks the engine then.
  */
-export async function signalMaster(master: ProxyMaster, signal: NodeJS.Signals): Promise<boolean> {
-  if (!(await isMasterVisible(master))) return false;
+export async function signalMaster(master: ProxyMaster, name: NodeJS.Signals): Promise<boolean> {
+  return (await isMasterVisible(master)) && signal(master, name);
+}
+
+/** Signals a master already known to be visible; false when the kernel refuses. */
+function signal(master: ProxyMaster, name: NodeJS.Signals): boolean {
   try {
-    process.kill(master.pid, signal);
+    process.kill(master.pid, name);
     return true;
   } catch {
     return false;
@@ -565,16 +575,16 @@ async function isMasterVisible(master: ProxyMaster): Promise<boolean> {
 export async function reloadProxy(docker: Docker, container: string, options: { probe?: ReloadProbe; timeoutMs?: number; master?: ProxyMaster } = {}): Promise<void> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
-  const { probe, master } = options;
+  const { probe } = options;
+  // Seen from here or not, once: /proc is read for the workers every round only when it is.
+  const master = options.master && (await isMasterVisible(options.master)) ? options.master : undefined;
   const before = await workersOf(docker, container, master);
-  if (!(master && (await signalMaster(master, "SIGHUP")))) {
+  if (!(master && signal(master, "SIGHUP"))) {
     await engine(`reloading ${container}`, () => docker.getContainer(container).kill({ signal: "SIGHUP" }));
   }
   let isNewServing = false;
   for (let round = 0; Date.now() < deadline; round++) {
-    if (probe) {
-      for (const address of probe.addresses) if (!isNewServing && (await askToken(address)) === probe.token) isNewServing = true;
-    }
+    if (probe && !isNewServing) isNewServing = await answersToken(probe);
     const now = await workersOf(docker, container, master);
     if (!probe) isNewServing = [...now].some(([pid, title]) => !before.has(pid) && isServing(title));
     if (isNewServing && oldWorkersDone(before, now)) return;

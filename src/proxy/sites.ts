@@ -1,7 +1,8 @@
 // One site file per app: for each environment, an upstream per component and its server blocks,
 // whose routed location asks the router (router-lua.ts) for the upstream: the routes themselves
-// are in the route table, so changing them changes no site file. An environment is served over TLS once it has a certificate; until then (or
-// with TLS off) its app answers on port 80, so a new environment works before ACME has run.
+// are in the route table, so changing them changes no site file. An environment is served over
+// TLS once it has a certificate; until then (or with TLS off) its app answers on port 80, so a
+// new environment works before ACME has run.
 import { BerthError } from "../errors.js";
 import { names } from "../plan/names.js";
 import type { EnvironmentPlan, ProxyPlan } from "../plan/types.js";
@@ -50,7 +51,6 @@ function environmentSection(served: ServedEnvironment, context: SiteContext): Co
 }
 
 /** One upstream per component, routed or not: a route to any of them is then a change of the route table alone. */
-/** The upstream of each component of the environment (every one, routed or not: a route change needs no new upstream). */
 export function upstreamNames(environment: EnvironmentPlan): string[] {
   return environment.components.map((component) => names.upstream(environment.app, environment.env, component.name));
 }

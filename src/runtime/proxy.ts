@@ -11,7 +11,7 @@ import { writeFileAtomic } from "../host/files.js";
 import type { PlatformPlan } from "../plan/types.js";
 import { names, platformLabels } from "../plan/names.js";
 import {
-  askToken,
+  answersToken,
   awaitRouteTable,
   PROXY_MOUNT,
   proxyDir,
@@ -411,7 +411,7 @@ async function waitServing(docker: Docker, container: string, token: string, tim
       addresses = Object.values(info.NetworkSettings.Networks).map((network) => network.IPAddress).filter(Boolean);
       if (addresses.length === 0) return waitHealthy(docker, container, Math.max(0, deadline - Date.now()));
     }
-    for (const address of addresses) if ((await askToken(address)) === token) return { ok: true };
+    if (await answersToken({ token, addresses })) return { ok: true };
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
   return { ok: false, reason: `nginx did not answer within ${timeoutMs / 1000} s` };
