@@ -1,5 +1,5 @@
 // The main file of a generation: process settings, what every server shares (logs, request
-// ids, rate-limit zones, compression, TLS, upstream transport), the server for unknown hosts,
+// ids, rate-limit zones, compression, TLS, the upstream and its transport), the server for unknown hosts,
 // and the sites. Rendered files are included by relative paths, which nginx resolves from the
 // directory of the -c file: the same text works in a staged generation and behind `current`.
 import type { PlatformPlan } from "../plan/types.js";
@@ -199,8 +199,22 @@ function tls(): ConfigLine[] {
   ];
 }
 
+/** The one upstream every routed request goes to; the router's balancer picks the address. */
+export const BACKENDS_UPSTREAM = "berth_backends";
+
+/** Connections each worker keeps open to containers, over all of them (least recently used go first). */
+const UPSTREAM_KEEPALIVE = 256;
+
 function upstreamTransport(): ConfigLine[] {
   return [
+    "# Addresses are data (the route table): a deploy's switch or a restarted container changes no",
+    "# configuration. The server line only satisfies nginx; the balancer never sends to it.",
+    block(`upstream ${BACKENDS_UPSTREAM}`, [
+      "server 0.0.0.1:1;",
+      "balancer_by_lua_block { berth_router.balance() }",
+      `keepalive ${UPSTREAM_KEEPALIVE};`,
+    ]),
+    "",
     "# HTTP/1.1 for keepalive and WebSockets; a replica that refuses or times out is skipped.",
     "proxy_http_version 1.1;",
     "proxy_connect_timeout 5s;",

@@ -8,7 +8,7 @@ import { renderGenerationConf, renderNginxConf } from "./nginx-conf.js";
 import { maintenancePage, unavailablePage } from "./pages.js";
 import { renderRouteTable } from "./route-table.js";
 import { ROUTER_LUA } from "./router-lua.js";
-import { renderSite, upstreamNames, type ServedEnvironment, type SiteContext } from "./sites.js";
+import { renderSite, type ServedEnvironment, type SiteContext } from "./sites.js";
 
 export { DEFAULT_PROXY_PATHS, certificateDirName, certificateFiles, certificateKey, configFiles, pageFiles } from "./layout.js";
 export { GENERATION_HOST } from "./nginx-conf.js";
@@ -37,9 +37,9 @@ export function renderProxyConfig(plan: PlatformPlan, observed: ProxyObserved, p
     [configFiles.generation]: renderGenerationConf(),
     [configFiles.router]: ROUTER_LUA,
   };
-  const context = { upstreams: observed.upstreams, paths, httpsPort: plan.proxy.httpsPort, rateLimits: plan.proxy.rateLimits };
+  const context = { paths, httpsPort: plan.proxy.httpsPort, rateLimits: plan.proxy.rateLimits };
   for (const [app, environments] of groupByApp(served)) config[configFiles.site(app)] = siteOf(app, environments, context);
-  const routeTable = renderRouteTable(plan.environments, configHash(config));
+  const routeTable = renderRouteTable(plan.environments, observed.upstreams, configHash(config));
   config[configFiles.routeTable] = routeTable.text;
   const token = routeTable.token;
 
@@ -50,7 +50,7 @@ export function renderProxyConfig(plan: PlatformPlan, observed: ProxyObserved, p
 
 /**
  * An app's site file, rendered again only when what it is rendered from changed: a proxy change
- * (a route, a deploy's switch, a restarted container) usually concerns one app of many, and with
+ * (a domain, a certificate, maintenance) usually concerns one app of many, and with
  * a thousand apps rendering them all took a fifth of a second. Same inputs, same bytes, so
  * renderProxyConfig stays a function of its arguments.
  */
@@ -58,8 +58,7 @@ const renderedSites = new Map<string, { inputs: string; text: string }>();
 const RENDERED_SITES_MAX = 20_000;
 
 function siteOf(app: string, environments: ServedEnvironment[], context: SiteContext): string {
-  const upstreams = environments.flatMap((served) => upstreamNames(served.environment).map((name) => [name, context.upstreams[name]]));
-  const inputs = JSON.stringify([environments, upstreams, context.paths, context.httpsPort, context.rateLimits]);
+  const inputs = JSON.stringify([environments, context.paths, context.httpsPort, context.rateLimits]);
   const known = renderedSites.get(app);
   if (known?.inputs === inputs) return known.text;
   const text = renderSite(app, environments, context);

@@ -1,7 +1,8 @@
 // The proxy's router, in Lua (nginx's Lua module on LuaJIT), shipped in every generation as
-// `router.lua`. Routes are data: the route table (route-table.ts renders it) says which upstream
-// and rate-limit class each path of an environment gets, and every worker re-reads it while it
-// runs, so a route change needs no reload of nginx's whole configuration.
+// `router.lua`. Routes and addresses are data: the route table (route-table.ts renders it) says
+// which upstream and rate-limit class each path of an environment gets and which containers each
+// upstream sends to, and every worker re-reads it while it runs, so neither a route change nor a
+// deploy's switch reloads nginx: no worker is replaced, no client connection is closed.
 //
 // - nginx's master loads the code and the live table when it loads the configuration (start,
 //   reload); a table that does not parse fails that load, and a failed reload keeps the old
@@ -13,21 +14,26 @@
 //   (`answerToken`), and whether a staged generation's table parses and fits (`answerCheck`).
 //
 // Matching mirrors nginx's own locations for the same routes: the first regex (in table order)
-// that matches the normalized URI wins, else the longest prefix; no match is a 404.
+// that matches the normalized URI wins, else the longest prefix; no match is a 404. Requests go
+// to one nginx upstream whose balancer (M.balance) picks the address: replicas in turn, the next
+// one when a connection fails; its keepalive pool keeps connections per address.
 
 export const ROUTER_LUA = String.raw`-- berth's router: rendered by berth; do not edit.
 local M = {}
 
 local WATCH_SECONDS = 0.05
 local MAGIC = "berth-routes"
-local VERSION = "1"
+local VERSION = "2"
 local ESCAPES = { t = "\t", n = "\n", r = "\r", ["\\"] = "\\" }
 local NAME = "^[a-z0-9][a-z0-9_-]*$"
 
-local re_find, sub, gsub, match = ngx.re.find, string.sub, string.gsub, string.match
+local re_find, sub, gsub, match, gmatch = ngx.re.find, string.sub, string.gsub, string.match, string.gmatch
+local balancer = require("ngx.balancer")
 
 local paths = {}      -- live: the table behind current; generations: directory of the generations; file: its name there
 local routes = {}     -- routes[app][env] = { regexes = {...} in table order, prefixes = {...} longest first }
+local upstreams = {}  -- upstreams[name] = { { host, port }, ... }: empty when no container is healthy
+local turns = {}      -- turns[name]: the replica this worker sent the last request of that upstream to
 local token = ""      -- token of the table in use
 local config = ""     -- hash of the configuration nginx loaded with its first table
 local seen = nil      -- first line of the last table read: read again only once it changes
@@ -40,6 +46,57 @@ local function longest_first(a, b)
   return #a.path > #b.path
 end
 
+-- A route line into parsed[app][env]; nil, or why it is wrong.
+local function parse_route(parsed, line)
+  local app, env, kind, path, upstream, limit = match(line, "^route\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$")
+  if app == nil then
+    return "expected a route: app, env, kind, path, upstream and limit separated by tabs"
+  end
+  if not (match(app, NAME) and match(env, NAME) and match(upstream, NAME) and match(limit, NAME)) then
+    return "app, env, upstream and limit must be names"
+  end
+  path = unescape(path)
+  local route = { path = path, upstream = upstream, limit = limit }
+  local envs = parsed[app] or {}
+  parsed[app] = envs
+  local environment = envs[env] or { regexes = {}, prefixes = {} }
+  envs[env] = environment
+  if kind == "regex" then
+    local _, _, err = re_find("", path, "jo")
+    if err then
+      return err
+    end
+    environment.regexes[#environment.regexes + 1] = route
+  elseif kind == "prefix" and sub(path, 1, 1) == "/" then
+    environment.prefixes[#environment.prefixes + 1] = route
+  else
+    return "expected a regex, or a prefix starting with /"
+  end
+end
+
+-- An upstream line into addresses[name]; nil, or why it is wrong.
+local function parse_upstream(addresses, line)
+  local name, list = match(line, "^upstream\t([^\t]+)\t([^\t]+)$")
+  if name == nil or not match(name, NAME) then
+    return "expected an upstream: a name and its addresses separated by a tab"
+  end
+  local peers = {}
+  if list ~= "-" then
+    for address in gmatch(list, "[^ ]+") do
+      local host, port = match(address, "^(%d+%.%d+%.%d+%.%d+):(%d+)$")
+      if host == nil then
+        host, port = match(address, "^%[([%x:.]+)%]:(%d+)$")
+      end
+      port = tonumber(port)
+      if host == nil or port < 1 or port > 65535 then
+        return "upstream " .. name .. ": " .. address .. " is not ip:port"
+      end
+      peers[#peers + 1] = { host, port }
+    end
+  end
+  addresses[name] = peers
+end
+
 -- The routes of a table, or nil and why not.
 local function parse(header, body)
   local magic, version, table_token, table_config = match(header or "", "^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$")
@@ -49,32 +106,30 @@ local function parse(header, body)
   if body ~= "" and sub(body, -1) ~= "\n" then
     return nil, "the last line is cut short"
   end
-  local parsed, number = {}, 1
+  local parsed, addresses, number = {}, {}, 1
   for line in body:gmatch("([^\n]*)\n") do
     number = number + 1
-    local app, env, kind, path, upstream, limit = match(line, "^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$")
-    if app == nil then
-      return nil, "line " .. number .. ": expected app, env, kind, path, upstream and limit separated by tabs"
-    end
-    if not (match(app, NAME) and match(env, NAME) and match(upstream, NAME) and match(limit, NAME)) then
-      return nil, "line " .. number .. ": app, env, upstream and limit must be names"
-    end
-    path = unescape(path)
-    local route = { path = path, upstream = upstream, limit = limit }
-    local envs = parsed[app] or {}
-    parsed[app] = envs
-    local environment = envs[env] or { regexes = {}, prefixes = {} }
-    envs[env] = environment
-    if kind == "regex" then
-      local _, _, err = re_find("", path, "jo")
-      if err then
-        return nil, "line " .. number .. ": " .. err
-      end
-      environment.regexes[#environment.regexes + 1] = route
-    elseif kind == "prefix" and sub(path, 1, 1) == "/" then
-      environment.prefixes[#environment.prefixes + 1] = route
+    local kind = match(line, "^([a-z]+)\t")
+    local err
+    if kind == "route" then
+      err = parse_route(parsed, line)
+    elseif kind == "upstream" then
+      err = parse_upstream(addresses, line)
     else
-      return nil, "line " .. number .. ": expected a regex, or a prefix starting with /"
+      err = "expected a route or an upstream"
+    end
+    if err then
+      return nil, "line " .. number .. ": " .. err
+    end
+  end
+  for _, envs in pairs(parsed) do
+    for _, environment in pairs(envs) do
+      for _, route in ipairs(environment.regexes) do
+        if addresses[route.upstream] == nil then return nil, "route to " .. route.upstream .. ", which has no upstream line" end
+      end
+      for _, route in ipairs(environment.prefixes) do
+        if addresses[route.upstream] == nil then return nil, "route to " .. route.upstream .. ", which has no upstream line" end
+      end
     end
   end
   for _, envs in pairs(parsed) do
@@ -82,7 +137,7 @@ local function parse(header, body)
       table.sort(environment.prefixes, longest_first)
     end
   end
-  return { routes = parsed, token = table_token, config = table_config }
+  return { routes = parsed, upstreams = addresses, token = table_token, config = table_config }
 end
 
 -- The first line of the table at path, and an open file positioned after it (or nil and why).
@@ -116,7 +171,7 @@ function M.start(options)
   if parsed == nil then
     error("berth route table " .. paths.live .. ": " .. err, 0)
   end
-  routes, token, config = parsed.routes, parsed.token, parsed.config
+  routes, upstreams, token, config = parsed.routes, parsed.upstreams, parsed.token, parsed.config
 end
 
 -- Adopts the live table if it changed, parses, and belongs to this worker's configuration.
@@ -136,7 +191,7 @@ local function refresh()
     -- Rendered for another configuration: the reload that brings it follows.
     return
   else
-    routes, token = parsed.routes, parsed.token
+    routes, upstreams, token = parsed.routes, parsed.upstreams, parsed.token
     register()
   end
 end
@@ -153,7 +208,8 @@ function M.watch()
   end
 end
 
--- set_by_lua: the upstream of the request ("" when no route matches), and its limit class in $berth_route_limit.
+-- set_by_lua: the upstream of the request ("" when no route matches, "-" when no container of
+-- it is healthy), and its limit class in $berth_route_limit.
 function M.route()
   local envs = routes[ngx.var.berth_app]
   local environment = envs and envs[ngx.var.berth_env]
@@ -183,7 +239,43 @@ function M.route()
     return ""
   end
   ngx.var.berth_route_limit = chosen.limit
+  local peers = upstreams[chosen.upstream]
+  if peers == nil or #peers == 0 then
+    return "-"
+  end
   return chosen.upstream
+end
+
+-- balancer_by_lua: the address for this try of the request to $berth_upstream. The first try
+-- takes the replica after the one this worker used last; a failed try (nginx retries on error
+-- and timeout, and once more when a kept-alive connection turns out closed) takes the next.
+function M.balance()
+  local name = ngx.var.berth_upstream
+  local peers = upstreams[name]
+  local count = peers and #peers or 0
+  if count == 0 then
+    -- The table changed between routing and connecting: no healthy container any more.
+    ngx.log(ngx.ERR, "berth router: upstream ", name, " has no address")
+    return ngx.exit(ngx.ERROR)
+  end
+  local index
+  if balancer.get_last_failure() == nil then
+    index = (turns[name] or 0) % count + 1
+    turns[name] = index
+    if count > 1 then
+      balancer.set_more_tries(count - 1)
+      ngx.ctx.berth_peer = index
+    end
+  else
+    index = (ngx.ctx.berth_peer or 0) % count + 1
+    ngx.ctx.berth_peer = index
+  end
+  local peer = peers[index]
+  local ok, err = balancer.set_current_peer(peer[1], peer[2])
+  if not ok then
+    ngx.log(ngx.ERR, "berth router: cannot send to ", peer[1], ":", peer[2], ": ", err)
+    return ngx.exit(ngx.ERROR)
+  end
 end
 
 -- The token of the table every worker runs, or "pending" while they differ.

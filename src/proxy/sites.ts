@@ -1,13 +1,12 @@
-// One site file per app: for each environment, an upstream per component and its server blocks,
-// whose routed location asks the router (router-lua.ts) for the upstream: the routes themselves
-// are in the route table, so changing them changes no site file. An environment is served over
+// One site file per app: the server blocks of each environment, whose routed location asks the
+// router (router-lua.ts) for the upstream: the routes and the containers' addresses are in the
+// route table, so changing them changes no site file. An environment is served over
 // TLS once it has a certificate; until then (or with TLS off) its app answers on port 80, so a
 // new environment works before ACME has run.
-import { BerthError } from "../errors.js";
-import { names } from "../plan/names.js";
 import type { EnvironmentPlan, ProxyPlan } from "../plan/types.js";
 import { securityHeaders } from "./includes.js";
 import { pageFiles, type ProxyPaths } from "./layout.js";
+import { BACKENDS_UPSTREAM } from "./nginx-conf.js";
 import { block, word, renderConfig, type ConfigBlock, type ConfigLine } from "./syntax.js";
 
 export interface ServedEnvironment {
@@ -17,8 +16,6 @@ export interface ServedEnvironment {
 }
 
 export interface SiteContext {
-  /** "ip:port" of healthy containers by upstream name. */
-  upstreams: Record<string, string[]>;
   paths: ProxyPaths;
   /** Public HTTPS port on the host, for redirects. */
   httpsPort: number;
@@ -28,11 +25,10 @@ export interface SiteContext {
 
 const UNAVAILABLE_URI = "/__berth/unavailable.html";
 const MAINTENANCE_URI = "/__berth/maintenance.html";
-const UPSTREAM_KEEPALIVE = 16;
 
 export function renderSite(app: string, environments: ServedEnvironment[], context: SiteContext): string {
   return renderConfig([
-    `# App ${app}: upstreams and servers of every environment. Rendered by berth; do not edit.`,
+    `# App ${app}: the servers of every environment. Rendered by berth; do not edit.`,
     ...environments.flatMap((served) => ["", ...environmentSection(served, context)]),
   ]);
 }
@@ -42,39 +38,7 @@ function environmentSection(served: ServedEnvironment, context: SiteContext): Co
   const servers = certificate
     ? [redirectingHttpServer(environment, context), "", tlsServer(environment, certificate, context)]
     : [plainHttpServer(environment, context)];
-  return [
-    `# ${environment.app}/${environment.env}`,
-    ...upstreamNames(environment).map((name) => upstreamBlock(name, context.upstreams[name] ?? [])),
-    "",
-    ...servers,
-  ];
-}
-
-/** One upstream per component, routed or not: a route to any of them is then a change of the route table alone. */
-export function upstreamNames(environment: EnvironmentPlan): string[] {
-  return environment.components.map((component) => names.upstream(environment.app, environment.env, component.name));
-}
-
-/**
- * Only healthy containers are listed, so health is berth's business: `max_fails=0` keeps nginx
- * from benching a replica for seconds after one error. Addresses are sorted so the same set of
- * containers renders the same bytes and triggers no reload.
- */
-function upstreamBlock(name: string, addresses: string[]): ConfigBlock {
-  const servers =
-    addresses.length > 0
-      ? [...new Set(addresses)].sort().map((address) => `server ${checkedAddress(name, address)} max_fails=0;`)
-      : ["# No healthy container: nginx still loads, and answers with the unavailable page.", "server 127.0.0.1:9 down;"];
-  return block(`upstream ${name}`, [...servers, `keepalive ${UPSTREAM_KEEPALIVE};`]);
-}
-
-function checkedAddress(upstream: string, address: string): string {
-  if (/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d{1,5}$/.test(address)) return address;
-  throw new BerthError(
-    "INTERNAL",
-    `observed address ${JSON.stringify(address)} of upstream ${upstream} is not "ip:port"`,
-    "This is a bug in berth's container inspection; report it.",
-  );
+  return [`# ${environment.app}/${environment.env}`, ...servers];
 }
 
 /** Port 80 of an environment served over TLS: ACME challenges, and a redirect for the rest. */
@@ -149,7 +113,7 @@ function maintenanceAnswers(environment: EnvironmentPlan, paths: ProxyPaths): An
   };
 }
 
-/** The routes; nginx's own 502 and 504 (no replica answered in time) become the unavailable page. */
+/** The routes; 502 and 504 (no healthy replica, or none answered in time) become the unavailable page. */
 function routedAnswers(context: SiteContext): Answers {
   return {
     errorPage: `error_page 502 504 ${UNAVAILABLE_URI};`,
@@ -166,9 +130,9 @@ function acmeChallengeLocation(paths: ProxyPaths): ConfigBlock {
 }
 
 /**
- * Every path the server has no location of its own for: the router names the upstream (a
- * variable that names an upstream block keeps its keepalive connections) and the route's
- * rate-limit class, whose zone alone counts the request; no route is a 404. Request and
+ * Every path the server has no location of its own for: the router names the route's upstream
+ * (its balancer then picks the address) and rate-limit class, whose zone alone counts the
+ * request; no route is a 404, no healthy container a 502. Request and
  * response headers are inherited (http and server level): a header line here would drop all the
  * inherited ones.
  */
@@ -177,8 +141,9 @@ function routedLocation(rateLimits: ProxyPlan["rateLimits"]): ConfigBlock {
     'set $berth_route_limit "";',
     "set_by_lua_block $berth_upstream { return berth_router.route() }",
     block('if ($berth_upstream = "")', ["return 404;"]),
+    block('if ($berth_upstream = "-")', ["return 502;"]),
     ...Object.entries(rateLimits).map(([name, { burst }]) => `limit_req zone=${name} burst=${burst} nodelay;`),
-    "proxy_pass http://$berth_upstream;",
+    `proxy_pass http://${BACKENDS_UPSTREAM};`,
   ]);
 }
 

@@ -146,7 +146,7 @@ describe("berth apply", { timeout: 600_000 }, () => {
     // Swapped in behind berth's back: the workers log it and keep routing by the table they have.
     const corrupt = join(dir.gen, "999999");
     await cp(join(dir.root, live), corrupt, { recursive: true });
-    await writeFile(join(corrupt, "routes.tsv"), "berth-routes\t1\tdeadbeefdeadbeef\tnot-this-config\ngarbage\n");
+    await writeFile(join(corrupt, "routes.tsv"), "berth-routes\t2\tdeadbeefdeadbeef\tnot-this-config\ngarbage\n");
     await symlink("gen/999999", `${dir.current}.test`);
     await rename(`${dir.current}.test`, dir.current);
     try {
@@ -154,7 +154,7 @@ describe("berth apply", { timeout: 600_000 }, () => {
       assert.equal((await httpsGet("bta-site.test", "/health.txt")).status, 200, "still routed");
       assert.equal(await askToken(address), token, "still the last good table");
       const log = await execIn(client, `berth-${NAME}-proxy`, ["tail", "-n", "20", "/var/log/berth/error.log"]);
-      assert.match(log.output, /berth route table \/etc\/berth\/current\/routes\.tsv rejected; routing by the previous one: line 2: expected app, env/);
+      assert.match(log.output, /berth route table \/etc\/berth\/current\/routes\.tsv rejected; routing by the previous one: line 2: expected a route or an upstream/);
       assert.deepEqual((await proxyWorkers()).workers, workers);
     } finally {
       await symlink(live, `${dir.current}.test`);

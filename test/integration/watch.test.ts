@@ -1,5 +1,6 @@
-// A tenant container that restarts with a new address keeps being served: the watcher
-// re-renders nginx's upstreams from Docker events and reloads gracefully.
+// A tenant container that restarts with a new address keeps being served: the watcher renders
+// the proxy again from Docker events, and the new address reaches nginx's workers as a new route
+// table, without a reload.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { readFile } from "node:fs/promises";
@@ -14,6 +15,11 @@ const client = docker();
 const NAME = "btw";
 const CONTAINER = "btw-site-web-production";
 const NETWORK = "berth-btw-site-production";
+
+async function proxyWorkers(): Promise<string[]> {
+  const { State } = (await inspectContainer(client, `berth-${NAME}-proxy`))!;
+  return (await readFile(`/proc/${State.Pid}/task/${State.Pid}/children`, "utf8")).split(" ").filter(Boolean).sort();
+}
 
 async function ipOf(name: string): Promise<string> {
   return (await inspectContainer(client, name))!.NetworkSettings.Networks[NETWORK]!.IPAddress;
@@ -41,6 +47,7 @@ describe("watching tenant containers", { timeout: 600_000 }, () => {
   test("a restart with a new IP is served again without an apply", async () => {
     assert.equal((await httpsGet("btw-site.test", "/health.txt")).status, 200);
     const before = await ipOf(CONTAINER);
+    const workers = await proxyWorkers();
     await client.getContainer(CONTAINER).stop({ t: 2 });
     // Another container joins meanwhile; the engine allocates addresses serially, so the
     // restarted container does not get its old one back.
@@ -63,11 +70,13 @@ describe("watching tenant containers", { timeout: 600_000 }, () => {
       if (status === 200) break;
     }
     assert.equal(status, 200, "served again through nginx");
-    // The watcher hears of its refresh once the reload is complete (no old worker takes new
-    // connections), which can be a moment after the first request the new workers answered.
+    // The watcher hears of its refresh once every worker routes by the new table, which can be a
+    // moment after the first request a worker answered by it.
     const rendered = () => refreshes.filter((r) => r.changes.length > 0 && r.at >= restarted);
     for (const deadline = Date.now() + 10_000; rendered().length === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
     assert.ok(rendered().length > 0, `the watcher re-rendered the proxy (refreshes: ${JSON.stringify(refreshes.map((r) => r.trigger))})`);
+    assert.match(rendered()[0]!.changes.map((change) => change.detail ?? "").join("\n"), /route table, no reload/);
+    assert.deepEqual(await proxyWorkers(), workers, "no reload: the same nginx workers serve");
     process.stderr.write(`restart with a new IP → served again in ${Date.now() - restarted} ms\n`);
   });
 

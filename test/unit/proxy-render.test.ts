@@ -54,19 +54,6 @@ const SHOP_OBSERVED: ProxyObserved = {
 
 const shopPlan = (tls = "self-signed", httpsPort = 8443) => planFromTexts(platformYaml(tls, httpsPort), { shop: SHOP_YAML });
 
-const PRODUCTION_UPSTREAMS = `# shop/production
-upstream shop_web_production {
-    # No healthy container: nginx still loads, and answers with the unavailable page.
-    server 127.0.0.1:9 down;
-    keepalive 16;
-}
-upstream shop_api_production {
-    server 10.0.1.2:3000 max_fails=0;
-    server 10.0.1.3:3000 max_fails=0;
-    keepalive 16;
-}
-`;
-
 /** Response headers of an app server (production is served over TLS in the first test only). */
 const securityHeaders = (hsts = "") => `    add_header X-Frame-Options "DENY" always;
     add_header X-Content-Type-Options "nosniff" always;
@@ -89,9 +76,12 @@ const PRODUCTION_ROUTES = `    location / {
         if ($berth_upstream = "") {
             return 404;
         }
+        if ($berth_upstream = "-") {
+            return 502;
+        }
         limit_req zone=general burst=50 nodelay;
         limit_req zone=api burst=10 nodelay;
-        proxy_pass http://$berth_upstream;
+        proxy_pass http://berth_backends;
     }
 
     location = /__berth/unavailable.html {
@@ -101,17 +91,6 @@ const PRODUCTION_ROUTES = `    location / {
 `;
 
 const STAGING_IN_MAINTENANCE = `# shop/staging
-upstream shop_web_staging {
-    # No healthy container: nginx still loads, and answers with the unavailable page.
-    server 127.0.0.1:9 down;
-    keepalive 16;
-}
-upstream shop_api_staging {
-    # No healthy container: nginx still loads, and answers with the unavailable page.
-    server 127.0.0.1:9 down;
-    keepalive 16;
-}
-
 server {
     listen 80;
     server_name staging.shop.example;
@@ -131,7 +110,7 @@ ${ACME_LOCATION}
 }
 `;
 
-const SITE_HEADER = "# App shop: upstreams and servers of every environment. Rendered by berth; do not edit.\n";
+const SITE_HEADER = "# App shop: the servers of every environment. Rendered by berth; do not edit.\n";
 
 describe("renderProxyConfig: one app, exact files", () => {
   test("with a certificate, port 80 answers ACME and redirects to the public HTTPS port; 443 serves the routes", () => {
@@ -139,7 +118,7 @@ describe("renderProxyConfig: one app, exact files", () => {
     assert.equal(
       config["sites/shop.conf"],
       `${SITE_HEADER}
-${PRODUCTION_UPSTREAMS}
+# shop/production
 server {
     listen 80;
     server_name shop.example www.shop.example;
@@ -172,7 +151,7 @@ ${STAGING_IN_MAINTENANCE}`,
     assert.equal(
       config["sites/shop.conf"],
       `${SITE_HEADER}
-${PRODUCTION_UPSTREAMS}
+# shop/production
 server {
     listen 80;
     server_name shop.example www.shop.example;
@@ -201,19 +180,23 @@ ${STAGING_IN_MAINTENANCE}`,
     assert.match(config["sites/shop.conf"]!, /\n {8}return 308 https:\/\/\$host\$request_uri;\n/);
   });
 
-  test("routes.tsv: every environment's routes in plan order, with the hashes of the table and of the rest", () => {
+  test("routes.tsv: every environment's routes in plan order, every upstream's addresses sorted, the hashes of the table and of the rest", () => {
     const rendered = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
     const [header, ...lines] = rendered.config["routes.tsv"]!.split("\n");
     const [format, version, token, config] = header!.split("\t");
-    assert.deepEqual([format, version, token], ["berth-routes", "1", rendered.token]);
+    assert.deepEqual([format, version, token], ["berth-routes", "2", rendered.token]);
     assert.match(config!, /^[0-9a-f]{16}$/);
     assert.deepEqual(lines, [
-      "shop\tproduction\tregex\t^/api/v[0-9]+\\\\.json\tshop_api_production\tapi",
-      "shop\tproduction\tprefix\t/static/\tshop_web_production\tgeneral",
-      "shop\tproduction\tprefix\t/\tshop_web_production\tgeneral",
-      "shop\tstaging\tregex\t^/api/v[0-9]+\\\\.json\tshop_api_staging\tapi",
-      "shop\tstaging\tprefix\t/static/\tshop_web_staging\tgeneral",
-      "shop\tstaging\tprefix\t/\tshop_web_staging\tgeneral",
+      "route\tshop\tproduction\tregex\t^/api/v[0-9]+\\\\.json\tshop_api_production\tapi",
+      "route\tshop\tproduction\tprefix\t/static/\tshop_web_production\tgeneral",
+      "route\tshop\tproduction\tprefix\t/\tshop_web_production\tgeneral",
+      "route\tshop\tstaging\tregex\t^/api/v[0-9]+\\\\.json\tshop_api_staging\tapi",
+      "route\tshop\tstaging\tprefix\t/static/\tshop_web_staging\tgeneral",
+      "route\tshop\tstaging\tprefix\t/\tshop_web_staging\tgeneral",
+      "upstream\tshop_web_production\t-",
+      "upstream\tshop_api_production\t10.0.1.2:3000 10.0.1.3:3000",
+      "upstream\tshop_web_staging\t-",
+      "upstream\tshop_api_staging\t-",
       "",
     ]);
   });
@@ -222,8 +205,11 @@ ${STAGING_IN_MAINTENANCE}`,
     const table = renderRouteTable(shopPlan().environments.slice(0, 1).map((environment) => ({
       ...environment,
       routes: [{ ...environment.routes[0]!, path: "^/a\tb\nc\\d\re" }],
-    })), "c0ffee");
-    assert.equal(table.text, `berth-routes\t1\t${table.token}\tc0ffee\nshop\tproduction\tregex\t^/a\\tb\\nc\\\\d\\re\tshop_api_production\tapi\n`);
+    })), {}, "c0ffee");
+    assert.equal(
+      table.text,
+      `berth-routes\t2\t${table.token}\tc0ffee\nroute\tshop\tproduction\tregex\t^/a\\tb\\nc\\\\d\\re\tshop_api_production\tapi\nupstream\tshop_web_production\t-\nupstream\tshop_api_production\t-\n`,
+    );
   });
 
   test("a route change changes the route table and the token, and no other file", () => {
@@ -345,6 +331,14 @@ http {
     ssl_session_cache shared:berth_tls:10m;
     ssl_session_timeout 1d;
     ssl_session_tickets off;
+
+    # Addresses are data (the route table): a deploy's switch or a restarted container changes no
+    # configuration. The server line only satisfies nginx; the balancer never sends to it.
+    upstream berth_backends {
+        server 0.0.0.1:1;
+        balancer_by_lua_block { berth_router.balance() }
+        keepalive 256;
+    }
 
     # HTTP/1.1 for keepalive and WebSockets; a replica that refuses or times out is skipped.
     proxy_http_version 1.1;
@@ -567,28 +561,22 @@ describe("renderProxyConfig: properties of the reference platform", async () => 
         assert.ok(defaults[0]!.directives.some((d) => d.name === "return" && ["421", "444"].includes(d.args[0]!)));
       });
 
-      test("every component has an upstream, defined once; every proxy_pass names the router's choice; every route's upstream exists", () => {
-        const defined = [...files.values()].flatMap((tree) => tree.filter((d) => d.name === "upstream").map((d) => d.args[0]!));
-        assert.equal(new Set(defined).size, defined.length, "an upstream is defined twice");
-        assert.equal(defined.length, plan.environments.reduce((sum, environment) => sum + environment.components.length, 0));
+      test("one upstream, balanced by the router; every proxy_pass goes to it; the table has every component's addresses and every route's upstream", () => {
+        const defined = [...files.values()].flatMap((tree) => [...walk(tree)].filter(({ directive }) => directive.name === "upstream").map(({ directive }) => directive));
+        assert.deepEqual(defined.map((upstream) => upstream.args), [["berth_backends"]]);
+        assert.deepEqual(defined[0]!.children!.map((d) => d.name), ["server", "balancer_by_lua_block", "keepalive"]);
         for (const { directive } of [...files.values()].flatMap((tree) => [...walk(tree)])) {
-          if (directive.name === "proxy_pass") assert.deepEqual(directive.args, ["http://$berth_upstream"]);
+          if (directive.name === "proxy_pass") assert.deepEqual(directive.args, ["http://berth_backends"]);
         }
-        for (const route of plan.environments.flatMap((environment) => environment.routes)) assert.ok(defined.includes(route.upstream), route.upstream);
-        const tableUpstreams = rendered.config["routes.tsv"]!.trim().split("\n").slice(1).map((line) => line.split("\t")[4]!);
-        for (const upstream of tableUpstreams) assert.ok(defined.includes(upstream), upstream);
-      });
-
-      test("upstreams list the observed addresses, or one placeholder that is down", () => {
-        for (const tree of files.values()) {
-          for (const upstream of tree.filter((d) => d.name === "upstream")) {
-            const servers = upstream.children!.filter((d) => d.name === "server").map((d) => d.args);
-            const addresses = observed.upstreams[upstream.args[0]!] ?? [];
-            if (addresses.length === 0) assert.deepEqual(servers, [["127.0.0.1:9", "down"]]);
-            else assert.deepEqual(servers, [...addresses].sort().map((address) => [address, "max_fails=0"]));
-            assert.ok(upstream.children!.some((d) => d.name === "keepalive"));
-          }
+        const lines = rendered.config["routes.tsv"]!.trim().split("\n").slice(1).map((line) => line.split("\t"));
+        const tableAddresses = new Map(lines.filter((fields) => fields[0] === "upstream").map((fields) => [fields[1]!, fields[2]!]));
+        const components = plan.environments.flatMap((environment) => environment.components.map((component) => `${environment.app}_${component.name}_${environment.env}`.replaceAll("-", "_")));
+        assert.deepEqual([...tableAddresses.keys()].sort(), components.sort());
+        for (const [name, addresses] of tableAddresses) {
+          const observedAddresses = observed.upstreams[name] ?? [];
+          assert.equal(addresses, observedAddresses.length === 0 ? "-" : [...new Set(observedAddresses)].sort().join(" "), name);
         }
+        for (const fields of lines.filter((fields) => fields[0] === "route")) assert.ok(tableAddresses.has(fields[5]!), fields[5]);
       });
 
       test("every include names a rendered file, and every limit_req a declared zone", () => {
@@ -680,17 +668,18 @@ describe("renderProxyConfig: properties of the reference platform", async () => 
 test("a site is rendered again whenever one of its inputs changed, and only its own inputs count", () => {
   const site = configFiles.site("shop");
   const first = renderProxyConfig(shopPlan(), SHOP_OBSERVED);
-  // Another address, another port, another TLS state: each must reach the file, whatever was rendered before.
-  const moved = renderProxyConfig(shopPlan(), { ...SHOP_OBSERVED, upstreams: { shop_api_production: ["10.0.1.7:3000"] } });
-  assert.match(moved.config[site]!, /server 10\.0\.1\.7:3000 max_fails=0;/);
-  assert.doesNotMatch(moved.config[site]!, /10\.0\.1\.3:3000/);
+  // Another port, another TLS state, maintenance: each must reach the file, whatever was rendered before.
+  const paused = shopPlan();
+  paused.environments[0]!.isInMaintenance = true;
+  assert.match(renderProxyConfig(paused, SHOP_OBSERVED).config[site]!, /# shop\/production\nserver \{[^]*?return 503;/);
   const otherPort = renderProxyConfig(shopPlan("self-signed", 9443), SHOP_OBSERVED);
   assert.notEqual(otherPort.config[site], first.config[site]);
   const plain = renderProxyConfig(shopPlan("off"), SHOP_OBSERVED);
   assert.doesNotMatch(plain.config[site]!, /ssl_certificate/);
   // Back to the first inputs: the same bytes as the first render.
   assert.equal(renderProxyConfig(shopPlan(), SHOP_OBSERVED).config[site], first.config[site]);
-  // An unrelated upstream's address is not an input of this site.
-  const unrelated = renderProxyConfig(shopPlan(), { ...SHOP_OBSERVED, upstreams: { ...SHOP_OBSERVED.upstreams, other_web_production: ["10.9.9.9:1"] } });
-  assert.equal(unrelated.config[site], first.config[site]);
+  // Addresses are not inputs of a site: they are in the route table alone.
+  const moved = renderProxyConfig(shopPlan(), { ...SHOP_OBSERVED, upstreams: { shop_api_production: ["10.0.1.7:3000"] } });
+  assert.equal(moved.config[site], first.config[site]);
+  assert.match(moved.config["routes.tsv"]!, /\nupstream\tshop_api_production\t10\.0\.1\.7:3000\n/);
 });
