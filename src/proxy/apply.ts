@@ -408,6 +408,9 @@ async function narrowCheck(
   }
   const sitePrefix = SITES_INCLUDE.slice(0, SITES_INCLUDE.lastIndexOf("/") + 1);
   const changedSites = written.filter((path) => path.startsWith(sitePrefix)).sort();
+  // No site changed (the route table alone, checked with everything when no router can check
+  // it): a main file without any site would lack the variables the sites define.
+  if (changedSites.length === 0) return undefined;
   return main
     .split("\n")
     .flatMap((line) => (line.trim() === sitesLine ? changedSites.map((path) => line.replace(SITES_INCLUDE, path)) : [line]))

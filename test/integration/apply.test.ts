@@ -163,6 +163,50 @@ describe("berth apply", { timeout: 600_000 }, () => {
     }
   });
 
+  test("the balancer skips an address that refuses for the next one; an upstream without addresses answers the unavailable page", async () => {
+    const { workers, address } = await proxyWorkers();
+    const dir = proxyDir(platform.stateDir);
+    const live = await readlink(dir.current);
+    const token = await askToken(address);
+    const table = await readFile(join(dir.root, live, "routes.tsv"), "utf8");
+    const upstreamLine = /^upstream\tbta_site_web_production\t(.+)$/m;
+    const served = upstreamLine.exec(table)?.[1];
+    assert.match(served ?? "", /^\d+\.\d+\.\d+\.\d+:8080$/, "one healthy replica");
+    // A table swapped in behind berth's back, with its own token; the workers adopt it within their 50 ms watch.
+    const adopt = async (generation: string, addresses: string, tableToken: string) => {
+      await cp(join(dir.root, live), join(dir.gen, generation), { recursive: true });
+      const [header, ...rest] = table.replace(upstreamLine, `upstream\tbta_site_web_production\t${addresses}`).split("\n");
+      await writeFile(join(dir.gen, generation, "routes.tsv"), [header!.replace(/^(berth-routes\t2\t)[^\t]+/, `$1${tableToken}`), ...rest].join("\n"));
+      await symlink(`gen/${generation}`, `${dir.current}.test`);
+      await rename(`${dir.current}.test`, dir.current);
+      for (const deadline = Date.now() + 5_000; (await askToken(address)) !== tableToken && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await askToken(address), tableToken, `every worker adopted ${generation}`);
+    };
+    try {
+      // The proxy's own address on port 1 refuses at once; half the first tries go there.
+      const refusing = `${address}:1`;
+      await adopt("999997", `${refusing} ${served}`, "balancer-refused");
+      const statuses = [];
+      for (let i = 0; i < 8; i++) statuses.push((await httpsGet("bta-site.test", "/health.txt")).status);
+      assert.deepEqual(statuses, Array(8).fill(200), "every request served by the replica that answers");
+      const log = await execIn(client, `berth-${NAME}-proxy`, ["tail", "-n", "50", "/var/log/berth/error.log"]);
+      assert.ok(log.output.includes(`upstream: "http://${refusing}/health.txt"`), `the refusing address was tried:\n${log.output}`);
+
+      await adopt("999996", "-", "balancer-none");
+      const unavailable = await httpsGet("bta-site.test", "/health.txt");
+      assert.equal(unavailable.status, 502);
+      assert.match(unavailable.body, /Temporarily unavailable/);
+      assert.deepEqual((await proxyWorkers()).workers, workers, "no reload");
+    } finally {
+      await symlink(live, `${dir.current}.test`);
+      await rename(`${dir.current}.test`, dir.current);
+      for (const deadline = Date.now() + 5_000; (await askToken(address)) !== token && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+      await rm(join(dir.gen, "999997"), { recursive: true, force: true });
+      await rm(join(dir.gen, "999996"), { recursive: true, force: true });
+    }
+    assert.equal((await httpsGet("bta-site.test", "/health.txt")).status, 200, "served again by the live table");
+  });
+
   test("a crashing tenant fails apply with its reason while the others keep serving", async () => {
     const crashing = await testPlatform(
       client,
