@@ -125,6 +125,8 @@ export function median(values: number[]): number {
 }
 
 export interface WrkResult {
+  /** Requests completed in the run. */
+  requests: number;
   requestsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
@@ -143,11 +145,12 @@ function wrkDuration(text: string, label: string): number {
 /** Reads req/s, p50, p99 and error counts from `wrk --latency` output. */
 export function parseWrk(text: string): WrkResult {
   const rps = /^Requests\/sec:\s+([\d.]+)/m.exec(text);
-  if (!rps) throw new Error(`no Requests/sec in wrk output:\n${text}`);
+  const requests = /^\s*(\d+) requests in /m.exec(text);
+  if (!rps || !requests) throw new Error(`no Requests/sec or request count in wrk output:\n${text}`);
   const non2xx = /Non-2xx or 3xx responses:\s+(\d+)/.exec(text);
   const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
   const socketErrors = socket ? socket.slice(1).reduce((sum, count) => sum + Number(count), 0) : 0;
-  return { requestsPerSecond: Number(rps[1]), p50Ms: wrkDuration(text, "50%"), p99Ms: wrkDuration(text, "99%"), non2xx: non2xx ? Number(non2xx[1]) : 0, socketErrors };
+  return { requests: Number(requests[1]), requestsPerSecond: Number(rps[1]), p50Ms: wrkDuration(text, "50%"), p99Ms: wrkDuration(text, "99%"), non2xx: non2xx ? Number(non2xx[1]) : 0, socketErrors };
 }
 
 /** A plain text table, columns padded; the first column left-aligned, the others right-aligned. */

@@ -51,6 +51,8 @@ export function renderNginxConf(plan: PlatformPlan, paths: ProxyPaths): string {
     ...LUA_MODULES.map((module) => `load_module ${module};`),
     "worker_processes auto;",
     "worker_rlimit_nofile 8192;",
+    "# The regexes every request meets (the asset cache map, regex routes) run as machine code.",
+    "pcre_jit on;",
     `pid ${word(paths.pid)};`,
     `error_log ${word(paths.errorLog)} warn;`,
     "",

@@ -27,7 +27,7 @@ local VERSION = "2"
 local ESCAPES = { t = "\t", n = "\n", r = "\r", ["\\"] = "\\" }
 local NAME = "^[a-z0-9][a-z0-9_-]*$"
 
-local re_find, sub, gsub, match, gmatch = ngx.re.find, string.sub, string.gsub, string.match, string.gmatch
+local re_find, find, sub, gsub, match, gmatch = ngx.re.find, string.find, string.sub, string.gsub, string.match, string.gmatch
 local balancer = require("ngx.balancer")
 
 local paths = {}      -- live: the table behind current; generations: directory of the generations; file: its name there
@@ -208,11 +208,11 @@ function M.watch()
   end
 end
 
--- set_by_lua: the upstream of the request ("" when no route matches, "-" when no container of
--- it is healthy), and its limit class in $berth_route_limit.
-function M.route()
-  local envs = routes[ngx.var.berth_app]
-  local environment = envs and envs[ngx.var.berth_env]
+-- set_by_lua: the upstream of the request to app's env ("" when no route matches, "-" when no
+-- container of it is healthy), and its limit class in $berth_route_limit.
+function M.route(app, env)
+  local envs = routes[app]
+  local environment = envs and envs[env]
   if environment == nil then
     return ""
   end
@@ -229,7 +229,8 @@ function M.route()
     local prefixes = environment.prefixes
     for i = 1, #prefixes do
       local prefix = prefixes[i].path
-      if sub(uri, 1, #prefix) == prefix then
+      -- "/" matches every URI; a longer prefix is compared in place, without a substring.
+      if prefix == "/" or find(uri, prefix, 1, true) == 1 then
         chosen = prefixes[i]
         break
       end

@@ -72,7 +72,7 @@ const ACME_LOCATION = `    location ^~ /.well-known/acme-challenge/ {
 
 const PRODUCTION_ROUTES = `    location / {
         set $berth_route_limit "";
-        set_by_lua_block $berth_upstream { return berth_router.route() }
+        set_by_lua_block $berth_upstream { return berth_router.route("shop", "production") }
         if ($berth_upstream = "") {
             return 404;
         }
@@ -233,6 +233,8 @@ load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 worker_processes auto;
 worker_rlimit_nofile 8192;
+# The regexes every request meets (the asset cache map, regex routes) run as machine code.
+pcre_jit on;
 pid /run/nginx.pid;
 error_log /var/log/berth/error.log warn;
 
