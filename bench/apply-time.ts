@@ -24,8 +24,8 @@ const PLATFORM_NAME = "bench";
 const HTTP_PORT = 28280;
 const HTTPS_PORT = 28643;
 const APP_PREFIX = "bench-";
-const SCRATCH_RUNS = 3;
-const NOOP_RUNS = 5;
+const SCRATCH_RUNS = Number(process.env.SCRATCH_RUNS ?? 3);
+const NOOP_RUNS = Number(process.env.NOOP_RUNS ?? 5);
 const CLI = ["dist/cli/main.js"];
 const COMMAND_TIMEOUT_MS = 300_000;
 

@@ -113,26 +113,61 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     : undefined;
   earlyProxy?.catch(() => undefined);
 
-  // Tenants start once the database converge is done. Those without a database could start
-  // beside PostgreSQL, but they are not on the longest chain (PostgreSQL, release commands,
-  // backends), and on a loaded host the engine busy starting them held PostgreSQL's phase up.
-  const database = await deps.databases.converge(plan, progress, networks.all);
+  // The longest chain is PostgreSQL, then release commands (migrations), then their components'
+  // containers; container starts queue up in the engine (on a small host, over half a second
+  // each). So components that need neither a database nor a release command start beside
+  // PostgreSQL's start, while the engine has little else to do; of the others, the release
+  // commands' one-off containers start first, and the rest once those run.
+  const timeoutMs = options.healthTimeoutMs ?? 60_000;
+  const converging = plan.environments.flatMap((env) =>
+    env.components.filter((component) => !isAwaitingDeploy(component, progress, env.app)).map((component) => ({ env, component })),
+  );
+  const isIndependent = (component: ComponentPlan) => !component.hasDatabase && !component.release;
+  const runtimeOf = (env: EnvironmentPlan, component: ComponentPlan, databaseUrls: Record<string, string>): TenantRuntime => ({
+    image: images.get(JSON.stringify(component.image))!,
+    injectedEnv: injectedEnv(component, secrets.get(`${env.app}/${env.env}`)!, databaseUrls[`${env.app}/${env.env}`]),
+  });
+  // One listing of every container serves both groups: a container found running as planned is left alone.
+  const listing = networks.all.then(() => listContainersByName(docker));
+  const independent = listing.then(async (listed) =>
+    Promise.all(
+      converging.filter(({ component }) => isIndependent(component)).map(({ env, component }) => convergeComponent(docker, component, runtimeOf(env, component, {}), timeoutMs, progress, { listed })),
+    ),
+  );
+  independent.catch(() => undefined);
+
+  const database = await deps.databases.converge(plan, progress, networks.all).catch(async (error: unknown) => {
+    await independent.catch(() => undefined);
+    throw error;
+  });
   changes.push(...(await networks.all));
   changes.push(...database.changes);
 
-  const timeoutMs = options.healthTimeoutMs ?? 60_000;
-  const listed = await listContainersByName(docker);
-  const perComponent = await Promise.all(
-    plan.environments.flatMap((env) =>
-      env.components.filter((component) => !isAwaitingDeploy(component, progress, env.app)).map((component) =>
-        convergeComponent(docker, component, {
-          image: images.get(JSON.stringify(component.image))!,
-          injectedEnv: injectedEnv(component, secrets.get(`${env.app}/${env.env}`)!, database.urls[`${env.app}/${env.env}`]),
-        }, timeoutMs, progress, { listed }),
-      ),
-    ),
-  );
-  const outcomes = perComponent.flat();
+  const listed = await listing;
+  const dependent = converging.filter(({ component }) => !isIndependent(component));
+  const releasing = dependent.filter(({ component }) => component.release);
+  let releasesStarted = 0;
+  let allReleasesStarted: () => void = () => undefined;
+  const releasesRunning = releasing.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => (allReleasesStarted = resolve));
+  const perComponent = await Promise.all([
+    independent,
+    ...dependent.map(async ({ env, component }) => {
+      if (!component.release) await releasesRunning;
+      let hasStarted = false;
+      const releaseStarted = () => {
+        if (hasStarted || !component.release) return;
+        hasStarted = true;
+        if (++releasesStarted === releasing.length) allReleasesStarted();
+      };
+      try {
+        return await convergeComponent(docker, component, runtimeOf(env, component, database.urls), timeoutMs, progress, { listed, releaseStarted });
+      } finally {
+        // Whatever happened to this component, the others are not kept waiting for it.
+        releaseStarted();
+      }
+    }),
+  ]);
+  const outcomes = perComponent.flat(2);
   for (const outcome of outcomes) changes.push(...outcome.changes);
 
   const serving = new Map(outcomes.filter((o) => o.serving).map((o) => [o.plan.name, o.serving!]));
@@ -359,6 +394,11 @@ export interface ConvergeHooks {
    * stays without being inspected. Anything else is inspected as usual.
    */
   listed?: Map<string, Dockerode.ContainerInfo>;
+  /**
+   * Called when a component's release command runs, or when it needs none (its containers are
+   * as planned); the caller also calls it once the component is done, whatever happened.
+   */
+  releaseStarted?: () => void;
 }
 
 /** Whether the listing shows `name` running as planned (configuration hash `wanted`, this platform's) with no `-next` beside it. */
@@ -388,19 +428,22 @@ export async function convergeComponent(docker: Docker, component: ComponentPlan
       return current?.Config.Labels[LABEL.configHash] !== wanted;
     }));
     if (pending.some(Boolean)) {
-      const failure = await runRelease(docker, component.containers[0]!, component.release, runtime, progress);
+      const failure = await runRelease(docker, component.containers[0]!, component.release, runtime, progress, hooks.releaseStarted);
       if (failure) {
         return Promise.all(component.containers.map(async (plan) => {
           const current = await inspectContainer(docker, plan.name);
           return { plan, serving: current?.State.Running ? plan.name : undefined, changes: [], failure: `release command failed: ${failure}` };
         }));
       }
+    } else {
+      hooks.releaseStarted?.();
     }
   }
   return Promise.all(component.containers.map((container) => convergeContainer(docker, container, runtime, timeoutMs, progress, hooks)));
 }
 
-async function runRelease(docker: Docker, container: ContainerPlan, release: string[], runtime: TenantRuntime, progress: Progress): Promise<string | undefined> {
+/** `started`: called once the one-off container runs. */
+async function runRelease(docker: Docker, container: ContainerPlan, release: string[], runtime: TenantRuntime, progress: Progress, started?: () => void): Promise<string | undefined> {
   const base = tenantCreateOptions(container, runtime);
   const name = `${container.name}-release`;
   await removeContainer(docker, name);
@@ -416,6 +459,7 @@ async function runRelease(docker: Docker, container: ContainerPlan, release: str
   await createContainer(docker, options);
   try {
     await engine(`starting ${name}`, () => docker.getContainer(name).start());
+    started?.();
     const result = (await engine(`waiting for ${name}`, () => docker.getContainer(name).wait())) as { StatusCode: number };
     if (result.StatusCode === 0) return undefined;
     const logs = await logTail(docker, name, 15);
