@@ -3,6 +3,7 @@
 // they never assert on timings.
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { request } from "node:http";
 import { cpus } from "node:os";
 import { dirname, join } from "node:path";
@@ -66,6 +67,19 @@ export async function containerIp(client: Docker, container: string, network: st
   const ip = info.NetworkSettings.Networks[network]?.IPAddress;
   if (!ip) throw new Error(`${container} has no address on ${network}`);
   return ip;
+}
+
+/**
+ * CPU time a container's processes have used so far, in microseconds, from its cgroup (v1's
+ * cpuacct or v2's cpu.stat); undefined where neither is readable.
+ */
+export async function containerCpuMicros(client: Docker, container: string): Promise<number | undefined> {
+  const id = (await client.getContainer(container).inspect()).Id;
+  const v1 = await readFile(`/sys/fs/cgroup/cpuacct/docker/${id}/cpuacct.usage`, "utf8").catch(() => undefined);
+  if (v1 !== undefined) return Number(v1.trim()) / 1000;
+  const v2 = await readFile(`/sys/fs/cgroup/system.slice/docker-${id}.scope/cpu.stat`, "utf8").catch(() => undefined);
+  const usage = v2 && /^usage_usec (\d+)$/m.exec(v2);
+  return usage ? Number(usage[1]) : undefined;
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

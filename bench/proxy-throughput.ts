@@ -13,6 +13,7 @@ import { scopeLabels } from "./deploy-lib.js";
 import {
   EXAMPLE_ROOT,
   cleanupBench,
+  containerCpuMicros,
   containerIp,
   docker as connect,
   hostLoad,
@@ -86,6 +87,8 @@ http {
 interface Target {
   name: string;
   url: string;
+  /** The proxy container whose CPU time per request is measured. */
+  proxy?: string;
 }
 
 async function startContainer(client: Docker, options: Parameters<Docker["createContainer"]>[0]): Promise<void> {
@@ -140,8 +143,8 @@ async function main(): Promise<void> {
     // the last target shows what that relay costs on the way a local client reaches berth.
     const targets: Target[] = [
       { name: "direct to backend", url: `http://${backendIp}:${backend.port}${PATH}` },
-      { name: "hand-written nginx", url: `http://${minimalIp}${PATH}` },
-      { name: "berth nginx", url: `http://${berthIp}${PATH}` },
+      { name: "hand-written nginx", url: `http://${minimalIp}${PATH}`, proxy: MINIMAL_PROXY },
+      { name: "berth nginx", url: `http://${berthIp}${PATH}`, proxy: plan.proxy.container },
       { name: `berth via 127.0.0.1:${HTTP_PORT}`, url: `http://127.0.0.1:${HTTP_PORT}${PATH}` },
     ];
     for (const target of targets) {
@@ -152,11 +155,21 @@ async function main(): Promise<void> {
     console.log(`host: ${hostLoad()}`);
     console.log(`wrk ${WRK_ARGS.join(" ")} -H 'Host: ${DOMAIN}' <target>${PATH}; ${ROUNDS} interleaved round(s), medians`);
     const results = new Map<string, WrkResult[]>(targets.map((target) => [target.name, []]));
+    // The proxy container's CPU time per request: steadier than req/s on a host that wrk, the
+    // backend and the proxy share, since it does not depend on who got the CPU when.
+    const cpuPerRequest = new Map<string, number[]>();
     for (let round = 1; round <= ROUNDS; round++) {
       for (const target of targets) {
+        const cpuBefore = target.proxy ? await containerCpuMicros(client, target.proxy) : undefined;
         const result = await wrk(target);
+        const cpuAfter = target.proxy ? await containerCpuMicros(client, target.proxy) : undefined;
         results.get(target.name)!.push(result);
-        console.log(`  round ${round} ${target.name}: ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${ms(result.p50Ms)} ms, p99 ${ms(result.p99Ms)} ms`);
+        const cpu = cpuBefore !== undefined && cpuAfter !== undefined ? (cpuAfter - cpuBefore) / result.requests : undefined;
+        if (cpu !== undefined) cpuPerRequest.set(target.name, [...(cpuPerRequest.get(target.name) ?? []), cpu]);
+        console.log(
+          `  round ${round} ${target.name}: ${result.requestsPerSecond.toFixed(0)} req/s, p50 ${ms(result.p50Ms)} ms, p99 ${ms(result.p99Ms)} ms` +
+            (cpu !== undefined ? `, proxy CPU ${cpu.toFixed(1)} µs/request` : ""),
+        );
       }
     }
 
@@ -191,6 +204,13 @@ async function main(): Promise<void> {
     const list = (ratios: number[]) => ratios.map((ratio) => ratio.toFixed(2)).join(", ");
     console.log(`berth / hand-written req/s: ${(berth.rps / minimal.rps).toFixed(3)} (ratio of medians); per round ${list(rpsRatios)}, median ${median(rpsRatios).toFixed(3)}  (target >= 0.95)`);
     console.log(`berth / hand-written p99:   ${(berth.p99 / minimal.p99).toFixed(3)} (ratio of medians); per round ${list(p99Ratios)}, median ${median(p99Ratios).toFixed(3)}  (lower is better)`);
+    const handCpu = cpuPerRequest.get("hand-written nginx");
+    const berthCpu = cpuPerRequest.get("berth nginx");
+    if (handCpu && berthCpu) {
+      console.log(
+        `proxy CPU per request, median: berth ${median(berthCpu).toFixed(1)} µs, hand-written ${median(handCpu).toFixed(1)} µs, ratio ${(median(berthCpu) / median(handCpu)).toFixed(2)} (lower is better)`,
+      );
+    }
     console.log(`host after: ${hostLoad()}`);
   } finally {
     await cleanupBench(client, LABELS);
