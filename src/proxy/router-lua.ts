@@ -31,7 +31,8 @@ local re_find, find, sub, gsub, match, gmatch = ngx.re.find, string.find, string
 local balancer = require("ngx.balancer")
 
 local paths = {}      -- live: the table behind current; generations: directory of the generations; file: its name there
-local routes = {}     -- routes[app][env] = { regexes = {...} in table order, prefixes = {...} longest first }
+local routes = {}     -- routes[app][env] = { regexes = {...} in table order, prefixes = {...} longest first,
+                      --   exact = { [prefix] = true }, slashless = { ["/docs"] = true } for a prefix "/docs/" }
 local upstreams = {}  -- upstreams[name] = { { host, port }, ... }: empty when no container is healthy
 local turns = {}      -- turns[name]: the replica this worker sent the last request of that upstream to
 local token = ""      -- token of the table in use
@@ -59,7 +60,7 @@ local function parse_route(parsed, line)
   local route = { path = path, upstream = upstream, limit = limit }
   local envs = parsed[app] or {}
   parsed[app] = envs
-  local environment = envs[env] or { regexes = {}, prefixes = {} }
+  local environment = envs[env] or { regexes = {}, prefixes = {}, exact = {}, slashless = {} }
   envs[env] = environment
   if kind == "regex" then
     local _, _, err = re_find("", path, "jo")
@@ -69,6 +70,10 @@ local function parse_route(parsed, line)
     environment.regexes[#environment.regexes + 1] = route
   elseif kind == "prefix" and sub(path, 1, 1) == "/" then
     environment.prefixes[#environment.prefixes + 1] = route
+    environment.exact[path] = true
+    if #path > 1 and sub(path, -1) == "/" then
+      environment.slashless[sub(path, 1, -2)] = true
+    end
   else
     return "expected a regex, or a prefix starting with /"
   end
@@ -217,6 +222,11 @@ function M.route(app, env)
     return ""
   end
   local uri = ngx.var.uri
+  -- nginx answers "/docs" with a redirect to "/docs/" when "/docs/" is a prefix route (ahead of
+  -- any regex): no route here, and no_route redirects.
+  if environment.slashless[uri] and not environment.exact[uri] then
+    return ""
+  end
   local chosen = nil
   local regexes = environment.regexes
   for i = 1, #regexes do
@@ -245,6 +255,21 @@ function M.route(app, env)
     return "-"
   end
   return chosen.upstream
+end
+
+-- content_by_lua, for a request route() found no route for: nginx's 301 from "/docs" to "/docs/"
+-- when "/docs/" is a prefix route (to the port clients use, with the query), else a 404.
+function M.no_route(app, env)
+  local envs = routes[app]
+  local environment = envs and envs[env]
+  local uri = ngx.var.uri
+  if environment == nil or not environment.slashless[uri] or environment.exact[uri] then
+    return ngx.exit(ngx.HTTP_NOT_FOUND)
+  end
+  local scheme, port = ngx.var.scheme, ngx.var.berth_forwarded_port
+  local default_port = (scheme == "https" and "443") or "80"
+  local authority = ngx.var.host .. ((port == default_port or port == "") and "" or (":" .. port))
+  return ngx.redirect(scheme .. "://" .. authority .. uri .. "/" .. ngx.var.is_args .. (ngx.var.args or ""), ngx.HTTP_MOVED_PERMANENTLY)
 end
 
 -- balancer_by_lua: the address for this try of the request to $berth_upstream. The first try

@@ -25,6 +25,7 @@ export interface SiteContext {
 
 const UNAVAILABLE_URI = "/__berth/unavailable.html";
 const MAINTENANCE_URI = "/__berth/maintenance.html";
+const NO_ROUTE_LOCATION = "@berth_no_route";
 
 export function renderSite(app: string, environments: ServedEnvironment[], context: SiteContext): string {
   return renderConfig([
@@ -85,7 +86,7 @@ function identity(environment: EnvironmentPlan): string[] {
 
 /** How an environment's server answers, apart from ACME challenges. */
 interface Answers {
-  errorPage: string;
+  errorPages: string[];
   locations: ConfigBlock[];
 }
 
@@ -97,7 +98,7 @@ function appServerBody(environment: EnvironmentPlan, isServedOverTls: boolean, c
   const answers = environment.isInMaintenance ? maintenanceAnswers(environment, context.paths) : routedAnswers(environment, context);
   return [
     ...securityHeaders(environment, isServedOverTls),
-    answers.errorPage,
+    ...answers.errorPages,
     ...[...acmeLocations, ...answers.locations].flatMap((location) => ["", location]),
   ];
 }
@@ -105,7 +106,7 @@ function appServerBody(environment: EnvironmentPlan, isServedOverTls: boolean, c
 /** Every request gets the environment's maintenance page with 503. */
 function maintenanceAnswers(environment: EnvironmentPlan, paths: ProxyPaths): Answers {
   return {
-    errorPage: `error_page 503 ${MAINTENANCE_URI};`,
+    errorPages: [`error_page 503 ${MAINTENANCE_URI};`],
     locations: [
       block("location /", ["return 503;"]),
       pageLocation(MAINTENANCE_URI, `${paths.pages}/${pageFiles.maintenance(environment)}`),
@@ -113,12 +114,25 @@ function maintenanceAnswers(environment: EnvironmentPlan, paths: ProxyPaths): An
   };
 }
 
-/** The routes; 502 and 504 (no healthy replica, or none answered in time) become the unavailable page. */
+/**
+ * The routes; 502 and 504 (no healthy replica, or none answered in time) become the unavailable
+ * page, and a path no route takes goes to the router once more (off the hot path), which answers
+ * as nginx would have: a 301 from `/docs` to `/docs/` when `/docs/` is a prefix route, else 404.
+ */
 function routedAnswers(environment: EnvironmentPlan, context: SiteContext): Answers {
   return {
-    errorPage: `error_page 502 504 ${UNAVAILABLE_URI};`,
-    locations: [routedLocation(environment, context.rateLimits), pageLocation(UNAVAILABLE_URI, `${context.paths.pages}/${pageFiles.unavailable}`)],
+    errorPages: [`error_page 502 504 ${UNAVAILABLE_URI};`, `error_page 404 = ${NO_ROUTE_LOCATION};`],
+    locations: [
+      routedLocation(environment, context.rateLimits),
+      block(`location ${NO_ROUTE_LOCATION}`, [`content_by_lua_block { berth_router.no_route(${routerArguments(environment)}) }`]),
+      pageLocation(UNAVAILABLE_URI, `${context.paths.pages}/${pageFiles.unavailable}`),
+    ],
   };
+}
+
+/** The app and environment as Lua string literals (names: nothing to escape). */
+function routerArguments(environment: EnvironmentPlan): string {
+  return `"${environment.app}", "${environment.env}"`;
 }
 
 /**
@@ -141,7 +155,7 @@ function acmeChallengeLocation(paths: ProxyPaths): ConfigBlock {
 function routedLocation(environment: EnvironmentPlan, rateLimits: ProxyPlan["rateLimits"]): ConfigBlock {
   return block("location /", [
     'set $berth_route_limit "";',
-    `set_by_lua_block $berth_upstream { return berth_router.route("${environment.app}", "${environment.env}") }`,
+    `set_by_lua_block $berth_upstream { return berth_router.route(${routerArguments(environment)}) }`,
     block('if ($berth_upstream = "")', ["return 404;"]),
     block('if ($berth_upstream = "-")', ["return 502;"]),
     ...Object.entries(rateLimits).map(([name, { burst }]) => `limit_req zone=${name} burst=${burst} nodelay;`),

@@ -123,6 +123,25 @@ describe("berth apply", { timeout: 600_000 }, () => {
     assert.deepEqual((await proxyWorkers()).workers, before.workers);
   });
 
+  test("a path no route takes is a 404, and /docs is redirected to /docs/ when /docs/ is a prefix route, as nginx would", async () => {
+    const routes = siteYaml("bta-site").replace("  - { path: /, to: web, limit: general }", "  - { path: /health.txt, to: web, limit: general }\n  - { path: /docs/, to: web, limit: general }");
+    const changed = await testPlatform(client, { ...files, "apps/bta-site.yaml": routes }, platform.stateDir);
+    try {
+      assert.match((await changed.apply())[0]?.detail ?? "", /route table, no reload/);
+      const redirect = await httpsGet("bta-site.test", "/docs?page=2");
+      assert.equal(redirect.status, 301);
+      assert.equal(redirect.headers.location, `https://bta-site.test:${HTTPS_PORT}/docs/?page=2`);
+      assert.equal((await httpsGet("bta-site.test", "/docs/")).headers.location, undefined, "/docs/ itself is routed");
+      const missing = await httpsGet("bta-site.test", "/elsewhere");
+      assert.equal(missing.status, 404);
+      assert.equal(missing.headers["x-content-type-options"], "nosniff", "the 404 carries the security headers");
+      assert.match(String(missing.headers["x-request-id"]), /^[0-9a-f]{32}$/);
+    } finally {
+      await platform.apply();
+    }
+    assert.equal((await httpsGet("bta-site.test", "/docs")).status, 404, "routed by / again: the static site answers");
+  });
+
   test("a route table the router rejects is never swapped in; one that is swapped in anyway leaves the workers on the last good one", async () => {
     const { workers, address } = await proxyWorkers();
     const dir = proxyDir(platform.stateDir);

@@ -84,6 +84,10 @@ const PRODUCTION_ROUTES = `    location / {
         proxy_pass http://berth_backends;
     }
 
+    location @berth_no_route {
+        content_by_lua_block { berth_router.no_route("shop", "production") }
+    }
+
     location = /__berth/unavailable.html {
         internal;
         alias /etc/berth/pages/unavailable.html;
@@ -139,6 +143,7 @@ server {
     ssl_certificate /etc/berth/certs/shop-production/fullchain.pem;
     ssl_certificate_key /etc/berth/certs/shop-production/privkey.pem;
 ${securityHeaders(HSTS)}    error_page 502 504 /__berth/unavailable.html;
+    error_page 404 = @berth_no_route;
 
 ${PRODUCTION_ROUTES}}
 
@@ -158,6 +163,7 @@ server {
     set $berth_app shop;
     set $berth_env production;
 ${securityHeaders()}    error_page 502 504 /__berth/unavailable.html;
+    error_page 404 = @berth_no_route;
 
 ${ACME_LOCATION}
 ${PRODUCTION_ROUTES}}
@@ -592,10 +598,18 @@ describe("renderProxyConfig: properties of the reference platform", async () => 
         }
       });
 
-      test("every error page is an internal location of its server, serving a rendered page", () => {
+      test("every error page is an internal location of its server, serving a rendered page, or the router's answer for a path no route takes", () => {
         for (const server of tenantServers) {
           for (const errorPage of server.directives.filter((d) => d.name === "error_page")) {
             const uri = errorPage.args.at(-1)!;
+            if (uri.startsWith("@")) {
+              // A named location is internal by nature.
+              assert.deepEqual(errorPage.args, ["404", "=", "@berth_no_route"]);
+              const named = locations(server).find((d) => d.args[0] === uri);
+              const lua = named?.children?.find((d) => d.name === "content_by_lua_block")?.args[0]?.trim() ?? "";
+              assert.match(lua, /^berth_router\.no_route\("[a-z0-9-]+", "[a-z0-9-]+"\)$/, `${server.names[0]}: no location for ${uri}`);
+              continue;
+            }
             const location = locations(server).find((d) => d.args[0] === "=" && d.args[1] === uri);
             assert.ok(location, `${server.names[0]}: no location for ${uri}`);
             assert.ok(location.children!.some((d) => d.name === "internal"));
