@@ -4,11 +4,14 @@
 //
 //   npx tsx bench/proxy-throughput.ts            # 3 rounds of 10 s per target
 //   WRK_DURATION=3s ROUNDS=1 npx tsx bench/proxy-throughput.ts
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitHealthy, type Docker } from "../src/host/docker.js";
-import { ensureProxy } from "../src/runtime/proxy.js";
+import { PROXY_MOUNT, proxyDir } from "../src/proxy/apply.js";
+import { names } from "../src/plan/names.js";
+import { BACKENDS_UPSTREAM } from "../src/proxy/nginx-conf.js";
+import { ACME_WEBROOT, ensureProxy } from "../src/runtime/proxy.js";
 import { scopeLabels } from "./deploy-lib.js";
 import {
   EXAMPLE_ROOT,
@@ -40,6 +43,7 @@ const DOMAIN = "benchtp.localhost";
 /** The static site's small answer (3 bytes); the site itself does not log this path. */
 const PATH = "/health.txt";
 const MINIMAL_PROXY = "berth-bench-tp-minimal";
+const FIXED_PROXY = "berth-bench-tp-fixed-route";
 /** berth.bench=true and berth.bench.scope=tp on everything this bench creates; cleanup removes only those. */
 const LABELS = scopeLabels("tp");
 
@@ -82,6 +86,29 @@ http {
   }
 }
 `;
+}
+
+/**
+ * berth's own rendered configuration with the router taken out: the upstream is named in the
+ * site and its address in nginx.conf, as a configuration rendered without routes-as-data would
+ * be. Everything else (logs, headers, request ids, rate limits) stays, so berth against it is
+ * what the Lua router costs.
+ */
+async function fixedRouteCopy(stateDir: string, upstream: string, backend: string): Promise<string> {
+  const copy = join(stateDir, "fixed-route");
+  const source = proxyDir(stateDir).root;
+  await cp(source, copy, { recursive: true, verbatimSymlinks: true });
+  const generation = join(copy, await readlink(join(source, "current")));
+  const replace = async (file: string, pattern: RegExp, replacement: string) => {
+    const path = join(generation, file);
+    const text = await readFile(path, "utf8");
+    if (!pattern.test(text)) throw new Error(`fixed-route copy: ${pattern} not found in ${file}`);
+    await rm(path);
+    await writeFile(path, text.replace(pattern, replacement));
+  };
+  await replace("nginx.conf", new RegExp(`upstream ${BACKENDS_UPSTREAM} \\{[^}]*\\{[^}]*\\}[^}]*\\}`), `upstream ${BACKENDS_UPSTREAM} { server ${backend}; keepalive 256; }`);
+  await replace("sites/benchtp.conf", /set_by_lua_block \$berth_upstream \{[^}]*\}/, `set $berth_upstream ${upstream};\n        set $berth_route_limit general;`);
+  return copy;
 }
 
 interface Target {
@@ -139,12 +166,23 @@ async function main(): Promise<void> {
     });
     const minimalIp = await containerIp(client, MINIMAL_PROXY, network);
 
+    const fixedDir = await fixedRouteCopy(stateDir, names.upstream(environment.app, environment.env, environment.components[0]!.name), `${backendIp}:${backend.port}`);
+    await startContainer(client, {
+      name: FIXED_PROXY,
+      Image: plan.proxy.image,
+      Cmd: ["nginx", "-g", "daemon off;", "-c", `${PROXY_MOUNT}/current/nginx.conf`],
+      Labels: LABELS,
+      HostConfig: { NetworkMode: network, Binds: [`${fixedDir}:${PROXY_MOUNT}:ro`, `${join(stateDir, "acme")}:${ACME_WEBROOT}:ro`], Tmpfs: { "/var/log/berth": "" } },
+    });
+    const fixedIp = await containerIp(client, FIXED_PROXY, network);
+
     // Container addresses avoid docker-proxy, the userland relay Docker puts behind 127.0.0.1 ports;
     // the last target shows what that relay costs on the way a local client reaches berth.
     const targets: Target[] = [
       { name: "direct to backend", url: `http://${backendIp}:${backend.port}${PATH}` },
       { name: "hand-written nginx", url: `http://${minimalIp}${PATH}`, proxy: MINIMAL_PROXY },
       { name: "berth nginx", url: `http://${berthIp}${PATH}`, proxy: plan.proxy.container },
+      { name: "berth config, route fixed (no Lua)", url: `http://${fixedIp}${PATH}`, proxy: FIXED_PROXY },
       { name: `berth via 127.0.0.1:${HTTP_PORT}`, url: `http://127.0.0.1:${HTTP_PORT}${PATH}` },
     ];
     for (const target of targets) {
@@ -204,6 +242,8 @@ async function main(): Promise<void> {
     const list = (ratios: number[]) => ratios.map((ratio) => ratio.toFixed(2)).join(", ");
     console.log(`berth / hand-written req/s: ${(berth.rps / minimal.rps).toFixed(3)} (ratio of medians); per round ${list(rpsRatios)}, median ${median(rpsRatios).toFixed(3)}  (target >= 0.95)`);
     console.log(`berth / hand-written p99:   ${(berth.p99 / minimal.p99).toFixed(3)} (ratio of medians); per round ${list(p99Ratios)}, median ${median(p99Ratios).toFixed(3)}  (lower is better)`);
+    const fixed = summary("berth config, route fixed (no Lua)");
+    console.log(`berth / its own config with the route fixed (what the Lua router costs): ${(berth.rps / fixed.rps).toFixed(3)}; fixed route / hand-written (what logs, headers, ids and limits cost): ${(fixed.rps / minimal.rps).toFixed(3)}`);
     const handCpu = cpuPerRequest.get("hand-written nginx");
     const berthCpu = cpuPerRequest.get("berth nginx");
     if (handCpu && berthCpu) {
