@@ -229,10 +229,19 @@ export async function stageProxyConfig(dir: ProxyDir, files: ProxyFiles, validat
   return { changed: true, generation, checked, isRouteTableOnly, ...token };
 }
 
-/** nginx -t of a written generation: the narrowed main file when there is one, else nginx.conf; a rejected generation is removed. */
+/**
+ * nginx -t of a written generation: the narrowed main file when there is one, else nginx.conf;
+ * a rejected generation is removed. A narrowed file nginx rejects is checked whole before the
+ * verdict: the sites left out may hold what nginx.conf needs (a variable only routed sites set).
+ */
 async function checkWithNginx(validate: ProxyValidator, final: string, generation: number, narrowed: string | undefined): Promise<"all" | "changed"> {
   if (narrowed !== undefined) await writeFile(join(final, CHECK_CONF), narrowed);
-  const result = await validate(`${PROXY_MOUNT}/gen/${generation}/${narrowed !== undefined ? CHECK_CONF : "nginx.conf"}`);
+  let result = await validate(`${PROXY_MOUNT}/gen/${generation}/${narrowed !== undefined ? CHECK_CONF : "nginx.conf"}`);
+  if (!result.ok && narrowed !== undefined) {
+    await rm(join(final, CHECK_CONF), { force: true });
+    result = await validate(`${PROXY_MOUNT}/gen/${generation}/nginx.conf`);
+    if (result.ok) return "all";
+  }
   if (!result.ok) {
     await rm(final, { recursive: true, force: true });
     throw new BerthError(

@@ -27,8 +27,9 @@ local VERSION = "2"
 local ESCAPES = { t = "\t", n = "\n", r = "\r", ["\\"] = "\\" }
 local NAME = "^[a-z0-9][a-z0-9_-]*$"
 
-local re_find, find, sub, gsub, match, gmatch = ngx.re.find, string.find, string.sub, string.gsub, string.match, string.gmatch
+local re_find, sub, gsub, match, gmatch = ngx.re.find, string.sub, string.gsub, string.match, string.gmatch
 local balancer = require("ngx.balancer")
+local NOWHERE = { { "127.0.0.1", 9 } } -- refuses: what an upstream without address sends to
 
 local paths = {}      -- live: the table behind current; generations: directory of the generations; file: its name there
 local routes = {}     -- routes[app][env] = { regexes = {...} in table order, prefixes = {...} longest first,
@@ -90,7 +91,8 @@ local function parse_upstream(addresses, line)
     for address in gmatch(list, "[^ ]+") do
       local host, port = match(address, "^(%d+%.%d+%.%d+%.%d+):(%d+)$")
       if host == nil then
-        host, port = match(address, "^%[([%x:.]+)%]:(%d+)$")
+        -- ngx.balancer takes an IPv6 address in its brackets.
+        host, port = match(address, "^(%[[%x:.]+%]):(%d+)$")
       end
       port = tonumber(port)
       if host == nil or port < 1 or port > 65535 then
@@ -145,20 +147,20 @@ local function parse(header, body)
   return { routes = parsed, upstreams = addresses, token = table_token, config = table_config }
 end
 
--- The first line of the table at path, and an open file positioned after it (or nil and why).
+-- The first line of the table at path and the file, open after it; or nil, nil and why not.
 local function open(path)
   local file, err = io.open(path, "rb")
   if file == nil then
-    return nil, err
+    return nil, nil, err
   end
   return file:read("*l"), file
 end
 
 local function read(path)
-  local header, file = open(path)
+  local header, file, err = open(path)
   if header == nil then
     if file then file:close() end
-    return nil, "cannot read " .. path .. ": " .. tostring(file)
+    return nil, "cannot read " .. path .. ": " .. (err or "the file is empty")
   end
   local body = file:read("*a")
   file:close()
@@ -239,8 +241,8 @@ function M.route(app, env)
     local prefixes = environment.prefixes
     for i = 1, #prefixes do
       local prefix = prefixes[i].path
-      -- "/" matches every URI; a longer prefix is compared in place, without a substring.
-      if prefix == "/" or find(uri, prefix, 1, true) == 1 then
+      -- "/" matches every URI (no substring made for it).
+      if prefix == "/" or sub(uri, 1, #prefix) == prefix then
         chosen = prefixes[i]
         break
       end
@@ -280,9 +282,11 @@ function M.balance()
   local peers = upstreams[name]
   local count = peers and #peers or 0
   if count == 0 then
-    -- The table changed between routing and connecting: no healthy container any more.
-    ngx.log(ngx.ERR, "berth router: upstream ", name, " has no address")
-    return ngx.exit(ngx.ERROR)
+    -- The table changed between routing and connecting, and no container of it is healthy any
+    -- more: a port nothing listens on refuses at once, and nginx answers with the unavailable
+    -- page, as it does when route() finds no address.
+    ngx.log(ngx.WARN, "berth router: upstream ", name, " lost its addresses while a request was routed to it")
+    peers, count = NOWHERE, 1
   end
   local index
   if balancer.get_last_failure() == nil then

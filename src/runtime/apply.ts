@@ -134,12 +134,15 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
       converging.filter(({ component }) => isIndependent(component)).map(({ env, component }) => convergeComponent(docker, component, runtimeOf(env, component, {}), timeoutMs, progress, { listed })),
     ),
   );
-  independent.catch(() => undefined);
+  let independentFailure: { error: unknown } | undefined;
+  independent.catch((error: unknown) => (independentFailure ??= { error }));
 
   const database = await deps.databases.converge(plan, progress, networks.all).catch(async (error: unknown) => {
     await independent.catch(() => undefined);
     throw error;
   });
+  // An engine error there: no migration is started (what serves keeps serving).
+  if (independentFailure) throw independentFailure.error;
   changes.push(...(await networks.all));
   changes.push(...database.changes);
 
@@ -149,7 +152,8 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   let releasesStarted = 0;
   let allReleasesStarted: () => void = () => undefined;
   const releasesRunning = releasing.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => (allReleasesStarted = resolve));
-  const perComponent = await Promise.all([
+  // Everything started is awaited before any error is thrown: no migration or start goes on unwatched.
+  const settled = await Promise.allSettled([
     independent,
     ...dependent.map(async ({ env, component }) => {
       if (!component.release) await releasesRunning;
@@ -167,7 +171,9 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
       }
     }),
   ]);
-  const outcomes = perComponent.flat(2);
+  const failed = settled.find((result) => result.status === "rejected");
+  if (failed) throw failed.reason;
+  const outcomes = settled.flatMap((result) => (result.status === "fulfilled" ? result.value.flat() : []));
   for (const outcome of outcomes) changes.push(...outcome.changes);
 
   const serving = new Map(outcomes.filter((o) => o.serving).map((o) => [o.plan.name, o.serving!]));

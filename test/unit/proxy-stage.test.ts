@@ -103,9 +103,26 @@ test("a changed site that nginx rejects is caught by the narrowed check, and the
   const checked: string[] = [];
   await stageProxyConfig(dir, sites({ a: "return 204;", b: "return 204;" }), hostValidator(root, checked));
   await assert.rejects(stageProxyConfig(dir, sites({ a: "return 204;", b: "retrun 204;" }), hostValidator(root, checked)), /unknown directive "retrun"/);
-  assert.deepEqual(checked, ["nginx.conf", "berth-check.conf"]);
+  assert.deepEqual(checked, ["nginx.conf", "berth-check.conf", "nginx.conf"], "the narrowed verdict is confirmed whole");
   assert.equal(await readlink(dir.current), "gen/1");
   assert.deepEqual(await readdir(dir.gen), ["1"]);
+});
+
+test("a narrowed check that fails only for what the sites left out (a variable another site sets) is passed by checking everything", async () => {
+  const root = await mkdtemp(join(tmpdir(), "berth-proxy-"));
+  const dir = proxyDir(root);
+  const checked: string[] = [];
+  // nginx.conf maps a variable that only site a sets, as berth's maps $berth_route_limit, which only routed sites set.
+  const withMap = (bodies: Record<string, string>) => {
+    const files = sites(bodies);
+    return { ...files, config: { ...files.config, "nginx.conf": NGINX_CONF.replace("access_log off;", "access_log off;\n  map $site_var $mapped { default 1; }") } };
+  };
+  await stageProxyConfig(dir, withMap({ a: "set $site_var 1; return 204;", b: "return 204;" }), hostValidator(root, checked));
+  const staged = await stageProxyConfig(dir, withMap({ a: "set $site_var 1; return 204;", b: "return 200;" }), hostValidator(root, checked));
+  assert.deepEqual(checked, ["nginx.conf", "berth-check.conf", "nginx.conf"]);
+  assert.equal(staged.checked, "all");
+  assert.equal(await readlink(dir.current), "gen/2");
+  assert.deepEqual((await readdir(join(dir.gen, "2"))).includes("berth-check.conf"), false);
 });
 
 test("nginx checks everything when a change reaches beyond its file, or the live generation was never checked", async () => {
