@@ -38,7 +38,7 @@ export const configFiles = {
   nginxConf: "nginx.conf",
   /** A tiny server that answers the generation's token, so berth sees when new workers serve it. */
   generation: "generation.conf",
-  /** One file per app: its upstreams and the servers of all its environments. */
+  /** One file per app: the servers of all its environments. */
   site: (app: string) => `sites/${app}.conf`,
   /** The router's Lua code (router-lua.ts). */
   router: "router.lua",

@@ -131,16 +131,13 @@ local function parse(header, body)
   end
   for _, envs in pairs(parsed) do
     for _, environment in pairs(envs) do
-      for _, route in ipairs(environment.regexes) do
-        if addresses[route.upstream] == nil then return nil, "route to " .. route.upstream .. ", which has no upstream line" end
+      for _, list in ipairs({ environment.regexes, environment.prefixes }) do
+        for _, route in ipairs(list) do
+          if addresses[route.upstream] == nil then
+            return nil, "route to " .. route.upstream .. ", which has no upstream line"
+          end
+        end
       end
-      for _, route in ipairs(environment.prefixes) do
-        if addresses[route.upstream] == nil then return nil, "route to " .. route.upstream .. ", which has no upstream line" end
-      end
-    end
-  end
-  for _, envs in pairs(parsed) do
-    for _, environment in pairs(envs) do
       table.sort(environment.prefixes, longest_first)
     end
   end

@@ -147,9 +147,8 @@ function acmeChallengeLocation(paths: ProxyPaths): ConfigBlock {
  * Every path the server has no location of its own for: the router names the route's upstream
  * (its balancer then picks the address) and rate-limit class, whose zone alone counts the
  * request; no route is a 404, no healthy container a 502. The app and environment are written
- * into the call (names: no quoting needed), which spares the router two variable lookups per
- * request. Request and
- * response headers are inherited (http and server level): a header line here would drop all the
+ * into the call, which spares the router two variable lookups per request. Request and response
+ * headers are inherited (http and server level): a header line here would drop all the
  * inherited ones.
  */
 function routedLocation(environment: EnvironmentPlan, rateLimits: ProxyPlan["rateLimits"]): ConfigBlock {

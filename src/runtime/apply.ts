@@ -106,8 +106,8 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
   const networks = await createNetworks(docker, plan);
   await networks.control;
   // A proxy container that must be created (or replaced) starts now, routing to what serves now
-  // (nothing, on a fresh host), beside the database and the tenants; their routes come later
-  // with a reload. Its errors are thrown where it is awaited.
+  // (nothing, on a fresh host), beside the database and the tenants; their addresses come later
+  // in a new route table. Its errors are thrown where it is awaited.
   const earlyProxy = (await proxyNeedsContainer(docker, plan, deps.stateDir))
     ? networks.all.then(() => servingNow(docker, plan)).then((serving) => ensureProxy(docker, plan, deps.stateDir, serving, progress))
     : undefined;
@@ -148,26 +148,21 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
 
   const listed = await listing;
   const dependent = converging.filter(({ component }) => !isIndependent(component));
-  const releasing = dependent.filter(({ component }) => component.release);
-  let releasesStarted = 0;
-  let allReleasesStarted: () => void = () => undefined;
-  const releasesRunning = releasing.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => (allReleasesStarted = resolve));
+  // One gate per component with a release command, opened once its one-off container runs
+  // (or none was needed); resolving a gate twice changes nothing.
+  const gates = dependent.map(({ component }) => (component.release ? gate() : undefined));
+  const releasesRunning = Promise.all(gates.flatMap((released) => (released ? [released.opened] : [])));
   // Everything started is awaited before any error is thrown: no migration or start goes on unwatched.
   const settled = await Promise.allSettled([
     independent,
-    ...dependent.map(async ({ env, component }) => {
-      if (!component.release) await releasesRunning;
-      let hasStarted = false;
-      const releaseStarted = () => {
-        if (hasStarted || !component.release) return;
-        hasStarted = true;
-        if (++releasesStarted === releasing.length) allReleasesStarted();
-      };
+    ...dependent.map(async ({ env, component }, index) => {
+      const released = gates[index];
+      if (!released) await releasesRunning;
       try {
-        return await convergeComponent(docker, component, runtimeOf(env, component, database.urls), timeoutMs, progress, { listed, releaseStarted });
+        return await convergeComponent(docker, component, runtimeOf(env, component, database.urls), timeoutMs, progress, { listed, ...(released ? { releaseStarted: released.open } : {}) });
       } finally {
         // Whatever happened to this component, the others are not kept waiting for it.
-        releaseStarted();
+        released?.open();
       }
     }),
   ]);
@@ -195,6 +190,13 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     );
   }
   return changes;
+}
+
+/** A promise and the function that resolves it. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open: () => void = () => undefined;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
 }
 
 /** How many images are hashed and looked up at once. */

@@ -1,5 +1,6 @@
 // The proxy container and its configuration: upstream addresses are read from the running
-// containers, the config is rendered, validated and swapped, and nginx reloads gracefully.
+// containers, the config is rendered, validated and swapped; nginx's workers adopt a new route
+// table by themselves, and anything else takes a graceful reload.
 import type Dockerode from "dockerode";
 import { access, mkdir, readFile } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -408,7 +409,7 @@ async function waitServing(docker: Docker, container: string, token: string, tim
     if (round % 10 === 0) {
       const info = await inspectContainer(docker, container);
       if (!info?.State.Running || info.State.Restarting) return { ok: false, reason: `the container exited with code ${info?.State.ExitCode ?? "?"}` };
-      addresses = Object.values(info.NetworkSettings.Networks).map((network) => network.IPAddress).filter(Boolean);
+      addresses = addressesOf(info);
       if (addresses.length === 0) return waitHealthy(docker, container, Math.max(0, deadline - Date.now()));
     }
     if (await answersToken({ token, addresses })) return { ok: true };
