@@ -19,7 +19,7 @@ export DEBIAN_FRONTEND=noninteractive
 # curl/psql for checks from the host, wrk/hyperfine for the benchmarks, nginx and its Lua
 # module for the renderer's `nginx -t` unit test (its service is not started), openssl for self-signed
 # certificates, git for deploys from a repository.
-packages=(docker.io debootstrap ca-certificates curl postgresql-client wrk hyperfine nginx-light libnginx-mod-http-lua openssl git)
+packages=(docker.io debootstrap ca-certificates curl postgresql-client wrk hyperfine nginx-light libnginx-mod-http-lua openssl git systemd)
 
 is_installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
