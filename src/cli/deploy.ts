@@ -38,7 +38,7 @@ export async function openPlatform(options: SpecOptions): Promise<{ plan: Platfo
     store: new Store(stateDir),
     databases: containerPostgres(docker, stateDir),
     progress,
-    secrets: (app, env) => secrets.values(app, env),
+    secrets,
   };
   return { plan, stateDir, deps };
 }
@@ -62,7 +62,8 @@ function describeRelease(release: Release): string {
   const images = Object.entries(release.images).map(([c, ref]) => `${c}=${ref}`).join(" ");
   const took = release.timings.done !== undefined ? `  ${(release.timings.done / 1000).toFixed(1)} s` : "";
   const failure = release.failure ? `\n      ${release.failure.split("\n")[0]}` : "";
-  return `r${release.number}  ${release.status.padEnd(11)} ${release.createdAt}  ${release.actor}  ${release.reason}${took}\n      ${images}${failure}`;
+  const secrets = release.secretsVersion !== null ? `  secrets v${release.secretsVersion}` : "";
+  return `r${release.number}  ${release.status.padEnd(11)} ${release.createdAt}  ${release.actor}  ${release.reason}${took}\n      ${images}${secrets}${failure}`;
 }
 
 /** Starts a long operation on berthd and follows its progress to the end. */

@@ -54,8 +54,7 @@ export function registerPlatformCommands(cli: Command): void {
       // Deployed releases are part of the desired state: apply keeps their images.
       const plan = withReleases(planned, store.activeReleases());
       const secretStore = new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform) });
-      const secrets = (app: string, env: string) => secretStore.values(app, env);
-      const changes = await applyPlatform(plan, { docker, stateDir, progress, databases, secrets }, { purge: options.purge ?? false });
+      const changes = await applyPlatform(plan, { docker, stateDir, progress, databases, secrets: secretStore }, { purge: options.purge ?? false });
       if (plan.control) {
         const { ensureControl } = await import("../runtime/control.js");
         changes.push(...(await ensureControl(docker, plan.control, { stateDir, keyPath: secretsKeyPath(plan.platform) }, progress)));

@@ -37,7 +37,7 @@ async function run({ job, plan, stateDir, keyPath }: JobInput, progress: (line: 
   const docker = connectDocker();
   const store = new Store(stateDir);
   const secrets = new SecretStore(stateDir, { keyPath });
-  const deps: DeployDeps = { docker, stateDir, store, databases: containerPostgres(docker, stateDir), progress, secrets: (app, env) => secrets.values(app, env) };
+  const deps: DeployDeps = { docker, stateDir, store, databases: containerPostgres(docker, stateDir), progress, secrets };
   try {
     switch (job.kind) {
       case "deploy":

@@ -73,7 +73,9 @@ export async function rotatePassword(plan: PlatformPlan, app: string, env: strin
 
   const rotation = await deps.databases.rotatePassword(plan, database, deps.progress);
   try {
-    return await deploy(plan, { app, env, images, actor: options.actor, reason: options.reason ?? ROTATE_REASON }, deps, options.deploy);
+    // Only the password changes: the containers keep the secrets of the release that serves.
+    const secretsVersion = deps.store.activeRelease(app, env)?.secretsVersion ?? undefined;
+    return await deploy(plan, { app, env, images, ...(secretsVersion !== undefined ? { secretsVersion } : {}), actor: options.actor, reason: options.reason ?? ROTATE_REASON }, deps, options.deploy);
   } catch (error) {
     try {
       await rotation.restore();

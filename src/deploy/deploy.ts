@@ -24,7 +24,7 @@ export interface DeployDeps {
   store: Store;
   databases: DatabaseRuntime;
   progress: Progress;
-  /** Decrypted secrets of an environment; throws when one cannot be decrypted. */
+  /** The environments' secrets (the SecretStore). */
   secrets?: SecretsSource;
 }
 
@@ -37,6 +37,8 @@ export interface DeployRequest {
   ref?: string;
   /** A directory holding the app's source (an uploaded build context), built instead of the spec's source. */
   sourceDir?: string;
+  /** The secrets version to roll out (a rollback's: its release's); default: the secrets as they are now. */
+  secretsVersion?: number;
   actor: string;
   reason: string;
 }
@@ -211,12 +213,16 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
   await recoverDeploys(plan, deps);
   const env = environmentOf(plan, request.app, request.env);
   const { images, commit } = await resolveImages(env, request, deps);
+  // The release is made with the secrets as they are now (or as the rolled-back-to release had
+  // them); a secret set later reaches the containers with the next deploy, never in between.
+  const secretsVersion = request.secretsVersion ?? deps.secrets?.version(env.app, env.env) ?? null;
   const release = store.beginRelease({
     app: env.app,
     env: env.env,
     images,
     imageIds: await imageIds(docker, images),
     sourceCommit: commit ?? null,
+    secretsVersion,
     actor: request.actor,
     reason: request.reason,
   });
@@ -235,10 +241,10 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     mark("prepare");
     // A first deploy may come before any apply: the environment's network must exist.
     await ensureNetworks(docker, plan);
-    const target = withReleases(plan, [{ app: env.app, env: env.env, images }]);
+    const target = withReleases(plan, [{ app: env.app, env: env.env, images, secretsVersion }]);
     const targetEnv = environmentOf(target, env.app, env.env);
     // A secret that cannot be decrypted fails the deploy here, before anything starts.
-    const secrets = deps.secrets?.(env.app, env.env) ?? {};
+    const secrets = deps.secrets?.values(env.app, env.env, { at: targetEnv.secretsVersion }) ?? {};
     const database = targetEnv.database ? await deps.databases.converge(target, progress) : { urls: {} as Record<string, string> };
     mark("start-new");
     hasRunReleaseCommand = targetEnv.components.some((c) => c.release);
@@ -323,7 +329,9 @@ export async function rollback(plan: PlatformPlan, request: { app: string; env: 
   if (migrated.length > 0) {
     deps.progress(`warning: releases ${migrated.map((r) => `r${r.number}`).join(", ")} ran a release command after r${target.number}: the database was migrated and stays so`);
   }
-  return deploy(plan, { app: request.app, env: request.env, images: target.images, actor: request.actor, reason: `rollback to r${target.number}` }, deps, options);
+  // The release's secrets come back with its images (releases made before they recorded their secrets version get today's).
+  const secretsVersion = target.secretsVersion ?? undefined;
+  return deploy(plan, { app: request.app, env: request.env, images: target.images, ...(secretsVersion !== undefined ? { secretsVersion } : {}), actor: request.actor, reason: `rollback to r${target.number}` }, deps, options);
 }
 
 /** Removes images of this environment's releases older than the last `keep`, unless still in use. */

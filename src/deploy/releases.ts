@@ -12,7 +12,7 @@ export function environmentOf(plan: PlatformPlan, app: string, env: string): Env
 }
 
 /** The plan with each environment's images taken from its active release, so apply keeps what was deployed. */
-export function withReleases(plan: PlatformPlan, releases: readonly Pick<Release, "app" | "env" | "images">[]): PlatformPlan {
+export function withReleases(plan: PlatformPlan, releases: readonly (Pick<Release, "app" | "env" | "images"> & Partial<Pick<Release, "secretsVersion">>)[]): PlatformPlan {
   return {
     ...plan,
     environments: plan.environments.map((env) => {
@@ -20,6 +20,7 @@ export function withReleases(plan: PlatformPlan, releases: readonly Pick<Release
       if (!release) return env;
       return {
         ...env,
+        ...(typeof release.secretsVersion === "number" ? { secretsVersion: release.secretsVersion } : {}),
         components: env.components.map((component) => {
           const ref = release.images[component.name];
           if (!ref) return component;

@@ -108,6 +108,8 @@ export interface EnvironmentPlan {
   routes: RoutePlan[];
   headers: SecurityHeaders;
   tls: TlsPlan;
+  /** The secrets version of the deployed release (withReleases); absent: the secrets as they are now. */
+  secretsVersion?: number;
 }
 
 export interface ProxyPlan {

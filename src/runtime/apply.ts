@@ -25,11 +25,17 @@ export interface ApplyDeps {
   progress: Progress;
   /** Brings up PostgreSQL and the environments' databases; returns how tenants reach them. */
   databases: DatabaseRuntime;
-  /** Decrypted secrets of an environment; throws when one cannot be decrypted. */
+  /** The environments' secrets (the SecretStore). */
   secrets?: SecretsSource;
 }
 
-export type SecretsSource = (app: string, env: string) => Record<string, string>;
+/** An environment's secrets, as the SecretStore keeps them: versioned, decrypted on demand. */
+export interface SecretsSource {
+  /** The environment's secrets version now: it changes with every set and unset; 0 before the first. */
+  version(app: string, env: string): number;
+  /** Every live secret's value as of secrets version `at` (default: now); throws when one cannot be decrypted. */
+  values(app: string, env: string, options?: { at?: number }): Record<string, string>;
+}
 
 /**
  * What berth injects into a component's containers: its secrets, and DATABASE_URL (which no
@@ -97,8 +103,9 @@ export async function applyPlatform(plan: PlatformPlan, deps: ApplyDeps, options
     if (runsAsRoot) progress(`warning: ${app}/${component.name} runs as root; add USER to its Dockerfile or set user: in the app file`);
   }
   // Read before anything starts: a secret that cannot be decrypted stops the apply, it is
-  // never shipped as an empty environment.
-  const secrets = new Map(plan.environments.map((env) => [`${env.app}/${env.env}`, deps.secrets?.(env.app, env.env) ?? {}]));
+  // never shipped as an empty environment. A deployed environment gets the secrets its release
+  // was made with: a secret set since then waits for the next deploy, as its images do.
+  const secrets = new Map(plan.environments.map((env) => [`${env.app}/${env.env}`, deps.secrets?.values(env.app, env.env, { at: env.secretsVersion }) ?? {}]));
   await checkProxyPorts(docker, plan);
 
   // PostgreSQL starts once its control network exists; the environments' networks are created

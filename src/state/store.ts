@@ -17,6 +17,8 @@ export interface Release {
   /** Image ids per component, as the engine reported them when the release was made. */
   imageIds: Record<string, string>;
   sourceCommit: string | null;
+  /** The environment's secrets version the release was made with (null: made before releases recorded it). */
+  secretsVersion: number | null;
   actor: string;
   reason: string;
   status: ReleaseStatus;
@@ -46,6 +48,7 @@ interface ReleaseRow {
   images: string;
   image_ids: string;
   source_commit: string | null;
+  secrets_version: number | null;
   actor: string;
   reason: string;
   status: ReleaseStatus;
@@ -65,6 +68,7 @@ create table if not exists releases (
   images text not null,
   image_ids text not null,
   source_commit text,
+  secrets_version integer,
   actor text not null,
   reason text not null,
   status text not null,
@@ -103,6 +107,7 @@ function toRelease(row: ReleaseRow): Release {
     images: JSON.parse(row.images) as Record<string, string>,
     imageIds: JSON.parse(row.image_ids) as Record<string, string>,
     sourceCommit: row.source_commit,
+    secretsVersion: row.secrets_version,
     actor: row.actor,
     reason: row.reason,
     status: row.status,
@@ -119,6 +124,9 @@ export class Store {
 
   constructor(stateDir: string) {
     this.db = openStateDatabase(stateDir, SCHEMA);
+    // State made before releases recorded their secrets version.
+    const columns = this.db.prepare("select name from pragma_table_info('releases')").all() as { name: string }[];
+    if (!columns.some((column) => column.name === "secrets_version")) this.db.exec("alter table releases add column secrets_version integer");
   }
 
   close(): void {
@@ -129,7 +137,16 @@ export class Store {
    * Takes the environment's deploy lock and records a new release, in one transaction:
    * two deploys of one environment cannot both start.
    */
-  beginRelease(input: { app: string; env: string; images: Record<string, string>; imageIds: Record<string, string>; sourceCommit: string | null; actor: string; reason: string }): Release {
+  beginRelease(input: {
+    app: string;
+    env: string;
+    images: Record<string, string>;
+    imageIds: Record<string, string>;
+    sourceCommit: string | null;
+    secretsVersion: number | null;
+    actor: string;
+    reason: string;
+  }): Release {
     const begin = this.db.transaction(() => {
       const lock = this.lockOf(input.app, input.env);
       if (lock) {
@@ -142,9 +159,9 @@ export class Store {
       const last = this.db.prepare("select max(number) as n from releases where app = ? and env = ?").get(input.app, input.env) as { n: number | null };
       const info = this.db
         .prepare(
-          "insert into releases (app, env, number, images, image_ids, source_commit, actor, reason, status, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, 'deploying', ?)",
+          "insert into releases (app, env, number, images, image_ids, source_commit, secrets_version, actor, reason, status, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying', ?)",
         )
-        .run(input.app, input.env, (last.n ?? 0) + 1, JSON.stringify(input.images), JSON.stringify(input.imageIds), input.sourceCommit, input.actor, input.reason, now());
+        .run(input.app, input.env, (last.n ?? 0) + 1, JSON.stringify(input.images), JSON.stringify(input.imageIds), input.sourceCommit, input.secretsVersion, input.actor, input.reason, now());
       const id = Number(info.lastInsertRowid);
       this.db
         .prepare("insert into deploy_locks (app, env, release_id, holder, pid, started_at) values (?, ?, ?, ?, ?, ?)")

@@ -169,7 +169,7 @@ describe("berth db rotate-password", { timeout: 900_000 }, () => {
     const old = await storedPassword();
     await assert.rejects(rotatePassword(platform.plan, "bdr-site", "production", deps, { actor: "test" }), (e: unknown) => e instanceof BerthError && e.code === "BAD_ARGUMENT" && /bdr-site\/production has no database/.test(e.message));
     await assert.rejects(rotatePassword(platform.plan, APP, "staging", deps, { actor: "test" }), (e: unknown) => e instanceof BerthError && e.code === "NOT_FOUND" && /no environment bdr-api\/staging/.test(e.message));
-    const held = deps.store.beginRelease({ app: APP, env: "production", images: {}, imageIds: {}, sourceCommit: null, actor: "ci", reason: "held" });
+    const held = deps.store.beginRelease({ app: APP, env: "production", images: {}, imageIds: {}, sourceCommit: null, secretsVersion: null, actor: "ci", reason: "held" });
     try {
       await assert.rejects(rotatePassword(platform.plan, APP, "production", deps, { actor: "test" }), (e: unknown) => e instanceof BerthError && e.code === "CONFLICT" && /being deployed by ci/.test(e.message));
     } finally {

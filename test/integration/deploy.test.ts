@@ -1,16 +1,20 @@
 // Deploys on the real engine under steady traffic: releases recorded, zero failed requests,
 // a failing release refused before the switch, a release that dies after the switch rolled
-// back by itself, rollback, the per-environment lock, and recovery after berth is killed.
+// back by itself, rollback, the per-environment lock, recovery after berth is killed, and
+// releases that carry their secrets version (apply keeps it, rollback brings it back).
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, test } from "node:test";
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { deploy, recoverDeploys, rollback, type DeployDeps } from "../../src/deploy/deploy.js";
 import { BerthError } from "../../src/errors.js";
 import { inspectContainer } from "../../src/host/docker.js";
+import { withReleases } from "../../src/deploy/releases.js";
+import { applyPlatform } from "../../src/runtime/apply.js";
 import { containerPostgres } from "../../src/runtime/postgres.js";
+import { SecretStore } from "../../src/secrets/store.js";
 import { Store } from "../../src/state/store.js";
 import { cleanupByLabel, docker, REPO_ROOT } from "./helpers.js";
 import { apiYaml, httpsGet, platformYaml, testPlatform, type TestPlatform } from "./platform.js";
@@ -130,7 +134,7 @@ describe("berth deploy", { timeout: 900_000 }, () => {
   });
 
   test("a second deploy of the same environment is refused while one runs", async () => {
-    const held = deps.store.beginRelease({ app: APP, env: "production", images: {}, imageIds: {}, sourceCommit: null, actor: "ci", reason: "held" });
+    const held = deps.store.beginRelease({ app: APP, env: "production", images: {}, imageIds: {}, sourceCommit: null, secretsVersion: null, actor: "ci", reason: "held" });
     try {
       await assert.rejects(
         deploy(platform.plan, { app: APP, env: "production", images: { backend: TAGS[0]! }, actor: "test", reason: "second" }, deps),
@@ -168,5 +172,60 @@ describe("berth deploy", { timeout: 900_000 }, () => {
     assert.equal((await inspectContainer(client, `${APP}-backend-production-next`)), undefined);
     assert.equal((await httpsGet(HOST, "/health")).status, 200, "the previous release serves");
     assert.equal(deps.store.locks().length, 0);
+  });
+
+  test("a release carries its secrets version: apply keeps it, the next deploy brings a new secret, rollback the old one, and an undecryptable secret fails the deploy before anything starts", async () => {
+    const keyDir = await mkdtemp(join(tmpdir(), "berth-btd-keys-"));
+    const secrets = new SecretStore(platform.stateDir, { keyPath: join(keyDir, "secrets.key") });
+    const withSecrets: DeployDeps = { ...deps, secrets };
+    const container = `${APP}-backend-production`;
+    const greeting = async () => (await inspectContainer(client, container))!.Config.Env.find((variable) => variable.startsWith("GREETING="));
+    const options = { drainMs: 300, healthWindowMs: 1000 };
+    try {
+      secrets.set(APP, "production", "GREETING", "one");
+      const first = await deploy(platform.plan, { app: APP, env: "production", images: { backend: TAGS[0]! }, actor: "test", reason: "secrets one" }, withSecrets, options);
+      assert.equal(first.secretsVersion, secrets.version(APP, "production"));
+      assert.equal(await greeting(), "GREETING=one");
+
+      // Set after the deploy: an apply (berth apply, berthd's reconcile pass) keeps the release's
+      // secrets and leaves its container alone; the next deploy rolls the new value out.
+      secrets.set(APP, "production", "GREETING", "two");
+      const before = (await inspectContainer(client, container))!.Id;
+      const changes = await applyPlatform(withReleases(platform.plan, deps.store.activeReleases()), { ...withSecrets, stateDir: platform.stateDir }, { healthTimeoutMs: 60_000 });
+      assert.deepEqual(changes.filter((change) => change.target.includes(container)), [], "apply changes nothing of the deployed container");
+      assert.equal((await inspectContainer(client, container))!.Id, before);
+      assert.equal(await greeting(), "GREETING=one");
+      const second = await deploy(platform.plan, { app: APP, env: "production", images: { backend: TAGS[0]! }, actor: "test", reason: "secrets two" }, withSecrets, options);
+      assert.equal(second.secretsVersion, first.secretsVersion! + 1);
+      assert.equal(await greeting(), "GREETING=two");
+
+      const back = await rollback(platform.plan, { app: APP, env: "production", actor: "test" }, withSecrets, options);
+      assert.equal(back.reason, `rollback to r${first.number}`);
+      assert.equal(back.secretsVersion, first.secretsVersion);
+      assert.equal(await greeting(), "GREETING=one", "the rolled-back release's secrets");
+      assert.equal((await httpsGet(HOST, "/health")).status, 200);
+
+      // A key file that holds none of the keys: the deploy fails before it starts anything.
+      const serving = (await inspectContainer(client, container))!.Id;
+      const wrongKey = new SecretStore(platform.stateDir, { keyPath: join(keyDir, "other.key") });
+      try {
+        await assert.rejects(
+          deploy(platform.plan, { app: APP, env: "production", images: { backend: TAGS[1]! }, actor: "test", reason: "undecryptable" }, { ...deps, secrets: wrongKey }, options),
+          (error: unknown) => error instanceof BerthError && /cannot decrypt the secrets of btd-api\/production: GREETING/.test(error.message),
+        );
+      } finally {
+        wrongKey.close();
+      }
+      const failed = deps.store.releases(APP, "production")[0]!;
+      assert.deepEqual([failed.reason, failed.status], ["undecryptable", "failed"]);
+      assert.deepEqual(deps.store.journalOf(failed.id), ["prepare"], "no step after prepare ran");
+      assert.equal((await inspectContainer(client, container))!.Id, serving, "the serving container is untouched");
+      assert.equal(await inspectContainer(client, `${container}-next`), undefined, "no new container was created");
+      assert.equal(await greeting(), "GREETING=one");
+      assert.equal((await httpsGet(HOST, "/health")).status, 200);
+    } finally {
+      secrets.close();
+      await rm(keyDir, { recursive: true, force: true });
+    }
   });
 });

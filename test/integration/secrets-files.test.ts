@@ -89,7 +89,7 @@ describe("secrets as files on the real engine", { timeout: 600_000 }, () => {
     });
     dir = await mkdtemp(join(tmpdir(), "berth-bsf-keys-"));
     secrets = new SecretStore(platform.stateDir, { keyPath: join(dir, "secrets.key") });
-    deps = { docker: client, stateDir: platform.stateDir, progress: () => undefined, databases: containerPostgres(client, platform.stateDir), secrets: (app, env) => secrets.values(app, env) };
+    deps = { docker: client, stateDir: platform.stateDir, progress: () => undefined, databases: containerPostgres(client, platform.stateDir), secrets };
   });
   after(async () => {
     secrets?.close();
