@@ -18,8 +18,9 @@ export DEBIAN_FRONTEND=noninteractive
 # Debian packages: the docker engine, debootstrap for the base image, TLS roots,
 # curl/psql for checks from the host, wrk/hyperfine for the benchmarks, nginx and its Lua
 # module for the renderer's `nginx -t` unit test (its service is not started), openssl for self-signed
-# certificates, git for deploys from a repository.
-packages=(docker.io debootstrap ca-certificates curl postgresql-client wrk hyperfine nginx-light libnginx-mod-http-lua openssl git systemd)
+# certificates, git for deploys from a repository, systemd-analyze to check the shipped berthd unit,
+# sqlite3 for the secrets test's dump of the state database.
+packages=(docker.io debootstrap ca-certificates curl postgresql-client wrk hyperfine nginx-light libnginx-mod-http-lua openssl git systemd sqlite3)
 
 is_installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]

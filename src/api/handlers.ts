@@ -52,7 +52,18 @@ export function createHandlers(control: Control): Record<string, Handler> {
   const startOperation = (context: RequestContext, kind: OperationKind, work: (progress: (line: string) => void) => Promise<Release>) => {
     const { app, env } = context.params as unknown as EnvParams;
     refuseIfBusy(app, env);
-    const view = operations.start({ kind, app, env, actor: actorOf(context.token) }, (progress) => control.lock.withShared(() => work(progress)), toProblem);
+    // The request's audit entry says it was accepted; this one, appended when the work ends, what came of it.
+    const recordOutcome = (finished: OperationView) =>
+      access.audit({
+        actor: context.token.name,
+        tokenId: context.token.id,
+        operation: `${kind} ${finished.id} ${finished.state}`,
+        target: `${app}/${env}`,
+        source: context.source,
+        status: finished.error?.status ?? 200,
+        result: finished.state === "succeeded" ? "ok" : "failed",
+      });
+    const view = operations.start({ kind, app, env, actor: actorOf(context.token) }, (progress) => control.lock.withShared(() => work(progress)), toProblem, recordOutcome);
     return { status: 202, body: view, headers: { location: `/v1/operations/${view.id}` } };
   };
 

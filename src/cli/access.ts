@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import { BerthError } from "../errors.js";
 import type { AuditEntry, Scope, Token } from "../state/access.js";
+import { audited, localActor } from "./audit.js";
 import { openPlatform, withSpecOptions } from "./deploy.js";
 import { call, remoteOf } from "./remote.js";
 
@@ -23,7 +24,7 @@ function describeToken(token: Token): string {
 async function localAccess(options: Options) {
   const { plan, stateDir } = await openPlatform(options);
   const { AccessStore } = await import("../state/access.js");
-  return { plan, access: new AccessStore(stateDir) };
+  return { plan, stateDir, access: new AccessStore(stateDir) };
 }
 
 export function registerAccessCommands(cli: Command): void {
@@ -56,13 +57,18 @@ Examples:
     if (remote) created = await call(remote, "POST", "/v1/tokens", { name, scope });
     else {
       if (!/^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/.test(name)) throw new BerthError("BAD_ARGUMENT", `token name ${name}: use letters, digits and . _ @ - (up to 64)`);
-      const { plan, access } = await localAccess(options);
-      if (scope.kind !== "admin" && !plan.environments.some((e) => e.app === scope.app && (scope.kind === "app" || e.env === scope.env))) {
-        throw new BerthError("NOT_FOUND", `no ${scope.kind === "app" ? `app ${scope.app}` : `environment ${scope.app}/${scope.env}`} in the spec`);
+      const { plan, stateDir, access } = await localAccess(options);
+      try {
+        const made = await audited(stateDir, "createToken", (made) => `token:${made.token.id}`, () => {
+          if (scope.kind !== "admin" && !plan.environments.some((e) => e.app === scope.app && (scope.kind === "app" || e.env === scope.env))) {
+            throw new BerthError("NOT_FOUND", `no ${scope.kind === "app" ? `app ${scope.app}` : `environment ${scope.app}/${scope.env}`} in the spec`);
+          }
+          return access.createToken(name, scope, localActor());
+        });
+        created = { ...made.token, token: made.value };
+      } finally {
+        access.close();
       }
-      const made = access.createToken(name, scope, `cli:${process.env.USER ?? "local"}`);
-      access.close();
-      created = { ...made.token, token: made.value };
     }
     if (options.json) out(JSON.stringify(created, null, 2) + "\n");
     else {
@@ -90,9 +96,9 @@ Examples:
       let token: Token;
       if (remote) token = await call<Token>(remote, "DELETE", `/v1/tokens/${id}`);
       else {
-        const { access } = await localAccess(options);
+        const { stateDir, access } = await localAccess(options);
         try {
-          token = access.revokeToken(id);
+          token = await audited(stateDir, "revokeToken", `token:${id}`, () => access.revokeToken(id));
         } finally {
           access.close();
         }

@@ -1,10 +1,10 @@
 // Database commands: rotate-password. The work is in src/database/rotate.ts (the HTTP API
 // calls the same function); this file parses, opens the platform and prints.
 import type { Command } from "commander";
-import { userInfo } from "node:os";
 import type { DeployDeps } from "../deploy/deploy.js";
 import { BerthError } from "../errors.js";
 import type { PlatformPlan } from "../plan/types.js";
+import { audited, localActor } from "./audit.js";
 
 interface DbOptions {
   host?: string;
@@ -18,7 +18,7 @@ interface DbOptions {
 }
 
 /** Finds the spec and state and wires the engine, the store and the database runtime; `openPlatform` of ./deploy.ts fits. */
-export type OpenDeployPlatform = (options: { spec?: string; stateDir?: string }) => Promise<{ plan: PlatformPlan; deps: DeployDeps }>;
+export type OpenDeployPlatform = (options: { spec?: string; stateDir?: string }) => Promise<{ plan: PlatformPlan; stateDir: string; deps: DeployDeps }>;
 
 function seconds(option: string, value: string): number {
   const parsed = Number(value);
@@ -53,13 +53,16 @@ export function registerDbCommands(cli: Command, open: OpenDeployPlatform): void
         process.stdout.write(options.json ? `${JSON.stringify(done.release, null, 2)}\n` : `${app}/${options.env}: new database password in use; r${done.release?.number} is serving\n`);
         return;
       }
-      const { plan, deps } = await open(options);
+      const { plan, stateDir, deps } = await open(options);
       const { rotatePassword } = await import("../database/rotate.js");
-      const release = await rotatePassword(plan, app, options.env, deps, {
-        actor: process.env.BERTH_ACTOR ?? `cli:${userInfo().username}`,
-        ...(options.reason ? { reason: options.reason } : {}),
-        deploy: deployOptions,
-      });
+      const env = options.env;
+      const release = await audited(stateDir, "rotateDatabasePassword", `${app}/${env}`, () =>
+        rotatePassword(plan, app, env, deps, {
+          actor: localActor(),
+          ...(options.reason ? { reason: options.reason } : {}),
+          deploy: deployOptions,
+        }),
+      );
       process.stdout.write(options.json ? `${JSON.stringify(release, null, 2)}\n` : `${app}/${options.env}: new database password in use; r${release.number} is serving\n`);
     });
 }

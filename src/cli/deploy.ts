@@ -1,6 +1,5 @@
 // Release commands: deploy, rollback, releases, status.
 import type { Command } from "commander";
-import { userInfo } from "node:os";
 import type { DeployDeps } from "../deploy/deploy.js";
 import { BerthError } from "../errors.js";
 import { planPlatform } from "../plan/plan.js";
@@ -8,6 +7,7 @@ import type { PlatformPlan } from "../plan/types.js";
 import { loadSpec } from "../spec/index.js";
 import type { Release } from "../state/store.js";
 import type { OperationView } from "../api/operations.js";
+import { audited, localActor } from "./audit.js";
 import { call, follow, remoteOf, type Remote } from "./remote.js";
 
 interface SpecOptions {
@@ -20,9 +20,6 @@ interface SpecOptions {
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
 
-function actor(): string {
-  return process.env.BERTH_ACTOR ?? `cli:${userInfo().username}`;
-}
 
 /** The spec: --spec > BERTH_SPEC > the current directory. */
 export async function openPlatform(options: SpecOptions): Promise<{ plan: PlatformPlan; stateDir: string; deps: DeployDeps }> {
@@ -115,13 +112,15 @@ export function registerDeployCommands(cli: Command): void {
       process.stdout.write(options.json ? JSON.stringify(done.release, null, 2) + "\n" : `${app}/${env}: r${done.release?.number} is serving\n`);
       return;
     }
-    const { plan, deps } = await openPlatform(options);
+    const { plan, stateDir, deps } = await openPlatform(options);
     const { deploy } = await import("./heavy.js");
-    const release = await deploy(
-      plan,
-      { app, env, images: parseImages(options.image ?? []), ...(options.ref === undefined ? {} : { ref: options.ref }), actor: actor(), reason: options.reason },
-      deps,
-      { drainMs: Number(options.drain) * 1000, healthWindowMs: Number(options.healthWindow) * 1000 },
+    const release = await audited(stateDir, "createDeploy", `${app}/${env}`, () =>
+      deploy(
+        plan,
+        { app, env, images: parseImages(options.image ?? []), ...(options.ref === undefined ? {} : { ref: options.ref }), actor: localActor(), reason: options.reason },
+        deps,
+        { drainMs: Number(options.drain) * 1000, healthWindowMs: Number(options.healthWindow) * 1000 },
+      ),
     );
     process.stdout.write(options.json ? JSON.stringify(release, null, 2) + "\n" : `${app}/${env}: r${release.number} is serving\n`);
   });
@@ -144,9 +143,9 @@ export function registerDeployCommands(cli: Command): void {
       process.stdout.write(options.json ? JSON.stringify(done.release, null, 2) + "\n" : `${app}/${env}: r${done.release?.number} (${done.release?.reason}) is serving\n`);
       return;
     }
-    const { plan, deps } = await openPlatform(options);
+    const { plan, stateDir, deps } = await openPlatform(options);
     const { rollback } = await import("./heavy.js");
-    const release = await rollback(plan, { app, env, ...(to === undefined ? {} : { to }), actor: actor() }, deps);
+    const release = await audited(stateDir, "createRollback", `${app}/${env}`, () => rollback(plan, { app, env, ...(to === undefined ? {} : { to }), actor: localActor() }, deps));
     process.stdout.write(options.json ? JSON.stringify(release, null, 2) + "\n" : `${app}/${env}: r${release.number} (${release.reason}) is serving\n`);
   });
 

@@ -4,6 +4,7 @@ import { BerthError } from "../errors.js";
 import { planPlatform } from "../plan/plan.js";
 import type { Change } from "../runtime/apply.js";
 import { loadSpec } from "../spec/index.js";
+import { audited } from "./audit.js";
 
 interface StateOptions {
   stateDir?: string;
@@ -54,11 +55,14 @@ export function registerPlatformCommands(cli: Command): void {
       // Deployed releases are part of the desired state: apply keeps their images.
       const plan = withReleases(planned, store.activeReleases());
       const secretStore = new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform) });
-      const changes = await applyPlatform(plan, { docker, stateDir, progress, databases, secrets: secretStore }, { purge: options.purge ?? false });
-      if (plan.control) {
-        const { ensureControl } = await import("../runtime/control.js");
-        changes.push(...(await ensureControl(docker, plan.control, { stateDir, keyPath: secretsKeyPath(plan.platform) }, progress)));
-      }
+      const changes = await audited(stateDir, "applyPlatform", "platform", async () => {
+        const applied = await applyPlatform(plan, { docker, stateDir, progress, databases, secrets: secretStore }, { purge: options.purge ?? false });
+        if (plan.control) {
+          const { ensureControl } = await import("../runtime/control.js");
+          applied.push(...(await ensureControl(docker, plan.control, { stateDir, keyPath: secretsKeyPath(plan.platform) }, progress)));
+        }
+        return applied;
+      });
       printChanges(changes, options.json);
       progress(`applied in ${((Date.now() - started) / 1000).toFixed(1)} s`);
       if (!options.watch) return;
@@ -86,7 +90,10 @@ export function registerPlatformCommands(cli: Command): void {
         throw new BerthError("BAD_ARGUMENT", `--purge deletes every database of platform ${plan.platform}`, `Run again with --yes to confirm: berth down ${path} --purge --yes`);
       }
       const { connectDocker, downPlatform } = await import("./heavy.js");
-      const changes = await downPlatform(connectDocker(), plan, stateDirFor(plan.platform, options), { purge: options.purge ?? false });
+      const stateDir = stateDirFor(plan.platform, options);
+      const down = () => downPlatform(connectDocker(), plan, stateDir, { purge: options.purge ?? false });
+      // --purge deletes the state directory, the audit log with it.
+      const changes = options.purge ? await down() : await audited(stateDir, "downPlatform", "platform", down);
       printChanges(changes, options.json);
     });
 }

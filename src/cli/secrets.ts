@@ -6,6 +6,7 @@ import { BerthError } from "../errors.js";
 import type { PlatformPlan } from "../plan/types.js";
 import { KEY_FILE_ENV, secretsKeyPath } from "../secrets/keys.js";
 import { MAX_VALUE_BYTES, SecretStore, secretNameProblem, type SecretInfo, type SecretsChange } from "../secrets/store.js";
+import { audited } from "./audit.js";
 import { call, remoteOf } from "./remote.js";
 
 /** The options every secrets command passes to `open`. */
@@ -43,9 +44,9 @@ function checkEnvironment(plan: PlatformPlan, app: string, env: string): void {
 }
 
 /** Opens the platform and its secret store; the caller closes the store. */
-async function openSecrets(open: OpenPlatform, options: SecretsOptions): Promise<{ plan: PlatformPlan; secrets: SecretStore }> {
+async function openSecrets(open: OpenPlatform, options: SecretsOptions): Promise<{ plan: PlatformPlan; stateDir: string; secrets: SecretStore }> {
   const { plan, stateDir } = await open(options);
-  return { plan, secrets: new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform, options.secretsKey) }) };
+  return { plan, stateDir, secrets: new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform, options.secretsKey) }) };
 }
 
 /** `KEY=VALUE` pairs, or one bare `KEY` whose value comes from stdin. Never quotes a value. */
@@ -179,7 +180,7 @@ Examples:
     if (fromStdin !== undefined) values.set(fromStdin, await readValue(io, fromStdin));
     const store = new SecretStore(stateDir, { keyPath: secretsKeyPath(plan.platform, options.secretsKey) });
     try {
-      const change = store.setMany(app, env, Object.fromEntries(values));
+      const change = await audited(stateDir, "setSecret", `${app}/${env}`, () => store.setMany(app, env, Object.fromEntries(values)));
       stdout.write(options.json ? JSON.stringify({ app, env, ...change }, null, 2) + "\n" : describeChange(app, env, "set", change));
       if (!options.json) stderr.write(`Deploy to use them: berth deploy ${app} --env ${env}\n`);
     } finally {
@@ -205,10 +206,10 @@ Examples:
       stdout.write(options.json ? JSON.stringify({ app, env, secrets: unset }, null, 2) + "\n" : `${app}/${env}: unset ${unset.map((i) => `${i.name} (v${i.version})`).join(", ")}\n`);
       return;
     }
-    const { plan, secrets: store } = await openSecrets(open, options);
+    const { plan, stateDir, secrets: store } = await openSecrets(open, options);
     try {
       checkEnvironment(plan, app, env);
-      const change = store.unsetMany(app, env, names);
+      const change = await audited(stateDir, "unsetSecret", `${app}/${env}`, () => store.unsetMany(app, env, names));
       stdout.write(options.json ? JSON.stringify({ app, env, ...change }, null, 2) + "\n" : describeChange(app, env, "unset", change));
       if (!options.json) stderr.write(`Deploy to drop them from the running containers: berth deploy ${app} --env ${env}\n`);
     } finally {
@@ -251,9 +252,9 @@ Examples:
       .description("Make a new key version current and re-wrap every secret's data key under it (values unchanged)")
       .option("--json", "print the outcome as JSON"),
   ).action(async (options: SecretsOptions) => {
-    const { secrets: store } = await openSecrets(open, options);
+    const { stateDir, secrets: store } = await openSecrets(open, options);
     try {
-      const rotation = store.rotateKey();
+      const rotation = await audited(stateDir, "rotateSecretsKey", "platform", () => store.rotateKey());
       if (options.json) {
         stdout.write(JSON.stringify({ keyFile: store.keyPath, ...rotation }, null, 2) + "\n");
         return;
@@ -276,9 +277,9 @@ Examples:
       .description("Drop from the key file the key versions that no stored secret uses (after rotate-key)")
       .option("--json", "print the retired versions as JSON"),
   ).action(async (options: SecretsOptions) => {
-    const { secrets: store } = await openSecrets(open, options);
+    const { stateDir, secrets: store } = await openSecrets(open, options);
     try {
-      const retired = store.retireKeys();
+      const retired = await audited(stateDir, "retireSecretsKeys", "platform", () => store.retireKeys());
       if (options.json) stdout.write(JSON.stringify({ keyFile: store.keyPath, retiredVersions: retired }, null, 2) + "\n");
       else stdout.write(retired.length === 0 ? `no unused key versions in ${store.keyPath}\n` : `retired key versions ${retired.join(", ")} from ${store.keyPath}\n`);
     } finally {

@@ -16,6 +16,7 @@ import { after, before, describe, test } from "node:test";
 import { Agent, request } from "undici";
 import { loadContract } from "../../src/api/contract.js";
 import { packSource } from "../../src/cli/upload.js";
+import { SecretStore } from "../../src/secrets/store.js";
 import { assertNoCanary, filesUnder } from "../canary.js";
 import { inspectContainer } from "../../src/host/docker.js";
 import { api, cleanupPlatform, closeAgent, eventually, rawRequest, startDaemon, type Answer, type Daemon } from "./berthd.js";
@@ -48,6 +49,8 @@ function conforms(method: string, path: string, answer: Answer): Answer {
 describe("berthd", { timeout: 1_500_000 }, () => {
   let daemon: Daemon;
   let specDir: string;
+  /** The first deploy's operation, of alpha/production: the scope matrix reads it with every token. */
+  let alphaProductionOperation: string | undefined;
   const as = (token: string | undefined, method: string, path: string, body?: unknown) => api(daemon, token, method, path, body).then((a) => conforms(method, path, a));
   const admin = (method: string, path: string, body?: unknown) => as(daemon.adminToken, method, path, body);
   const cli = (args: string[], token: string, input?: string) =>
@@ -126,6 +129,7 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     const started = await admin("POST", "/v1/apps/alpha/envs/production/deploys", { images: { web: image }, reason: "first via the API" });
     assert.equal(started.status, 202);
     const operation = started.body as { id: string; state: string };
+    alphaProductionOperation = operation.id;
     assert.equal(started.headers.location, `/v1/operations/${operation.id}`);
     const again = await admin("POST", "/v1/apps/alpha/envs/production/deploys", { images: { web: image } });
     assert.equal(again.status, 409, "a second deploy of the same environment is refused while the first runs");
@@ -238,32 +242,84 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     assert.match(refused.stderr, /token "laptop" \(app alpha\) may not act on beta\/production/);
   });
 
-  test("secrets through the API and the remote CLI: set, list, unset — values never come back", async () => {
+  test("secrets through the API and the remote CLI: set (stdin too), deployed, listed, unset — values never come back", async () => {
     const canary = "canary-7f3c9b1e-never-shown";
+    const canaries = [canary, `${canary}-2`];
     const set = await admin("PUT", "/v1/apps/beta/envs/production/secrets/API_KEY", { value: canary });
     assert.deepEqual([set.status, (set.body as { name: string; version: number }).name, (set.body as { version: number }).version], [200, "API_KEY", 1]);
     const viaCli = await cli(["secrets", "set", "beta", "--env", "production", "SMTP_PASSWORD"], daemon.adminToken, `${canary}-2\n`);
     assert.equal(viaCli.code, 0, viaCli.stderr);
+    // What berthd stored is what was sent, the stdin value included (its final newline dropped).
+    const store = new SecretStore(daemon.stateDir, { keyPath: daemon.env.BERTH_SECRETS_KEY! });
+    try {
+      const stored = store.values("beta", "production");
+      assert.deepEqual([stored.API_KEY, stored.SMTP_PASSWORD], canaries);
+    } finally {
+      store.close();
+    }
+
+    // A deploy hands them to the tenant (the control: env injection puts them in its
+    // configuration), while no process shows them in its arguments.
+    const image = (await inspectContainer(client, "beta-web-production"))!.Config.Image;
+    const started = await admin("POST", "/v1/apps/beta/envs/production/deploys", { images: { web: image }, reason: "with secrets" });
+    assert.equal(started.status, 202, started.text);
+    const operation = (started.body as { id: string }).id;
+    let snapshots = 0;
+    for (const deadline = Date.now() + 120_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 100))) {
+      const { stdout: ps } = await promisify(execFile)("ps", ["-eo", "args"]);
+      assertNoCanary(canaries, "ps output during the deploy", Buffer.from(ps));
+      snapshots++;
+      if (((await admin("GET", `/v1/operations/${operation}`)).body as { state: string }).state !== "running") break;
+    }
+    const followed = await followOperation(daemon.adminToken, operation);
+    assert.equal(followed.final.state, "succeeded", JSON.stringify(followed.final.error));
+    assert.ok(snapshots >= 2, `${snapshots} process lists taken while the deploy ran`);
+    const env = (await inspectContainer(client, "beta-web-production"))!.Config.Env;
+    assert.ok(env.includes(`API_KEY=${canary}`) && env.includes(`SMTP_PASSWORD=${canary}-2`), "the deployed container got both values");
+
     const listed = await admin("GET", "/v1/apps/beta/envs/production/secrets");
     const names = (listed.body as { secrets: { name: string }[] }).secrets.map((s) => s.name);
     assert.deepEqual(names.filter((name) => ["API_KEY", "SMTP_PASSWORD"].includes(name)), ["API_KEY", "SMTP_PASSWORD"]);
     const listedCli = await cli(["secrets", "list", "beta", "--env", "production"], daemon.adminToken);
     assert.match(listedCli.stdout, /API_KEY\s+v1/);
-    assert.equal((await admin("DELETE", "/v1/apps/beta/envs/production/secrets/SMTP_PASSWORD")).status, 200);
-    for (const text of [set.text, listed.text, viaCli.stdout, viaCli.stderr, listedCli.stdout, daemon.log.join("\n")]) assert.ok(!text.includes(canary), "no canary value in answers, CLI output or berthd's log");
-    // Nor at rest: every file of the state directory, a dump of every table, the process list.
-    const canaries = [canary, `${canary}-2`];
+    const answers = [
+      set,
+      listed,
+      await admin("GET", `/v1/operations/${operation}`),
+      await admin("GET", "/v1/apps/beta/envs/production/releases"),
+      await admin("GET", "/v1/apps/beta/envs/production"),
+      await admin("GET", "/v1/status"),
+      await admin("GET", "/v1/audit?app=beta&limit=1000"),
+      await admin("DELETE", "/v1/apps/beta/envs/production/secrets/SMTP_PASSWORD"),
+    ];
+    assert.equal(answers.at(-1)!.status, 200);
+    const texts: [string, string][] = [
+      ...answers.map((answer, index): [string, string] => [`API answer ${index}`, answer.text]),
+      ["the operation's event stream", followed.events],
+      ["CLI output", `${viaCli.stdout}${viaCli.stderr}${listedCli.stdout}${listedCli.stderr}`],
+      ["berthd's log", daemon.log.join("\n")],
+      ["berthd's stderr", daemon.stderr()],
+    ];
+    for (const [where, text] of texts) assertNoCanary(canaries, where, Buffer.from(text));
+
+    // Nor at rest: every file of the state directory, each table's rows (blobs as their bytes),
+    // and a dump of the database by sqlite3 itself.
     for (const [file, bytes] of await filesUnder(daemon.stateDir)) assertNoCanary(canaries, file, bytes);
     const db = new Database(join(daemon.stateDir, "berth.db"), { readonly: true });
     try {
       const tables = (db.prepare("select name from sqlite_master where type = 'table'").all() as { name: string }[]).map((t) => t.name);
-      assert.ok(tables.includes("secrets") || tables.some((t) => t.startsWith("secret")), `the secrets live in berth.db: ${tables.join(", ")}`);
-      for (const table of tables) assertNoCanary(canaries, `table ${table}`, Buffer.from(JSON.stringify(db.prepare(`select * from "${table}"`).all(), (_, v: unknown) => (Buffer.isBuffer(v) ? v.toString("base64") : v))));
+      assert.ok(tables.some((t) => t.startsWith("secret")), `the secrets live in berth.db: ${tables.join(", ")}`);
+      for (const table of tables) {
+        for (const row of db.prepare(`select * from "${table}"`).all() as Record<string, unknown>[]) {
+          for (const [column, value] of Object.entries(row)) assertNoCanary(canaries, `${table}.${column}`, Buffer.isBuffer(value) ? value : Buffer.from(String(value)));
+        }
+      }
     } finally {
       db.close();
     }
-    const { stdout: ps } = await promisify(execFile)("ps", ["-eo", "args"]);
-    assertNoCanary(canaries, "ps output", Buffer.from(ps));
+    const dump = await promisify(execFile)("sqlite3", [join(daemon.stateDir, "berth.db"), ".dump"], { maxBuffer: 64 * 1024 * 1024 });
+    assert.match(dump.stdout, /CREATE TABLE/i, "sqlite3 dumped the database");
+    assertNoCanary(canaries, "sqlite3 .dump of berth.db", Buffer.from(dump.stdout));
   });
 
   test("rotating a database password rolls out a new release that serves with the new password", async () => {
@@ -338,9 +394,19 @@ describe("berthd", { timeout: 1_500_000 }, () => {
       if (scope === "env") assert.ok([...auditTargets].every((t) => t === "alpha/staging"), `env token sees only alpha/staging's entries: ${[...auditTargets].join(", ")}`);
       checked += 5;
     }
-    // Operations belong to their environment: alpha/production's deploy is not the env token's.
-    const ops = ((await admin("GET", "/v1/audit?app=alpha&limit=1000")).body as { entries: { operation: string }[] }).entries;
-    assert.ok(ops.length > 0);
+    // Operations belong to their environment: alpha/production's deploy, read and followed by
+    // each token; only the alpha/staging token is refused.
+    assert.ok(alphaProductionOperation, "the deploy test ran first and kept its operation");
+    for (const [scope, token] of Object.entries(tokens) as [keyof typeof tokens, string][]) {
+      const expected = allowed(scope, "alpha", "production") ? 200 : 403;
+      const read = await as(token, "GET", `/v1/operations/${alphaProductionOperation}`);
+      assert.equal(read.status, expected, `${scope} token, getOperation of alpha/production: ${read.text.slice(0, 300)}`);
+      if (expected === 200) assert.equal((read.body as { app: string; env: string }).env, "production");
+      const events = await rawRequest(daemon, "GET", `/v1/operations/${alphaProductionOperation}/events`, { authorization: `Bearer ${token}` });
+      assert.equal(events.status, expected, `${scope} token, streamOperation of alpha/production: ${events.text.slice(0, 300)}`);
+      if (expected === 200) assert.match(events.text, /event: end\n/);
+      checked += 2;
+    }
     assert.ok(checked >= 100, `${checked} scope checks`);
 
     // A revoked token stops working at once.
@@ -510,6 +576,8 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     const has = (predicate: (e: (typeof page.entries)[number]) => boolean, what: string) => assert.ok(page.entries.some(predicate), what);
     has((e) => e.operation === "createDeploy" && e.target === "alpha/production" && e.actor === "admin" && e.status === 202 && e.result === "ok" && e.source === "127.0.0.1", "the deploy");
     has((e) => e.operation === "createDeploy" && e.actor === "laptop" && e.target === "alpha/staging", "the remote CLI's deploy");
+    // A 202 says the work was accepted; the entry appended when it ended says what came of it.
+    has((e) => e.operation === `deploy ${alphaProductionOperation} succeeded` && e.target === "alpha/production" && e.actor === "admin" && e.status === 200 && e.result === "ok", "the deploy's outcome");
     has((e) => e.operation === "setSecret" && e.target === "beta/production" && e.result === "ok", "a secret set");
     has((e) => e.operation === "createToken" && e.target.startsWith("token:"), "a token created");
     has((e) => e.operation === "revokeToken" && e.result === "ok", "a token revoked");

@@ -20,6 +20,8 @@ export interface Daemon {
   process: ChildProcess;
   /** Every log line so far (JSON). */
   log: string[];
+  /** Everything berthd (and its jobs) wrote to stderr so far. */
+  stderr(): string;
   stop(): Promise<number | null>;
 }
 
@@ -65,6 +67,7 @@ export async function startDaemon(specDir: string, options: { reconcile?: boolea
     env,
     process: child,
     log,
+    stderr: () => stderr,
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));

@@ -17,6 +17,7 @@ import { inspectContainer } from "../../src/host/docker.js";
 import { names } from "../../src/plan/names.js";
 import { containerPostgres } from "../../src/runtime/postgres.js";
 import { secretFilesRoot } from "../../src/secrets/files.js";
+import { AccessStore } from "../../src/state/access.js";
 import { Store } from "../../src/state/store.js";
 import { rm } from "node:fs/promises";
 import { cleanupByLabel, docker } from "./helpers.js";
@@ -134,7 +135,7 @@ describe("berth db rotate-password", { timeout: 900_000 }, () => {
     const old = await storedPassword();
     const out: string[] = [];
     const cli = new Command("berth").exitOverride().configureOutput({ writeOut: (t) => out.push(t), writeErr: (t) => out.push(t) });
-    registerDbCommands(cli, async () => ({ plan: platform.plan, deps }));
+    registerDbCommands(cli, async () => ({ plan: platform.plan, stateDir: platform.stateDir, deps }));
     const write = process.stdout.write.bind(process.stdout);
     process.stdout.write = ((text: string) => (out.push(text), true)) as typeof process.stdout.write;
     try {
@@ -148,6 +149,18 @@ describe("berth db rotate-password", { timeout: 900_000 }, () => {
     assert.deepEqual(after.images, before.images, "the same images");
     assert.equal(await login(old), "28P01");
     assert.equal(await login(await storedPassword()), "ok");
+    // Made on this host without berthd, it is in the audit log all the same.
+    const access = new AccessStore(platform.stateDir);
+    try {
+      const [entry] = access.auditLog({ app: APP, env: "production", limit: 1 }).entries;
+      assert.deepEqual(
+        [entry?.operation, entry?.target, entry?.source, entry?.status, entry?.result, entry?.tokenId],
+        ["rotateDatabasePassword", `${APP}/production`, "local", 200, "ok", null],
+      );
+      assert.match(entry!.actor, /^cli:/);
+    } finally {
+      access.close();
+    }
   });
 
   test("a rotation whose deploy fails puts the previous password back; the old release keeps serving", async () => {
@@ -176,7 +189,7 @@ describe("berth db rotate-password", { timeout: 900_000 }, () => {
       deps.store.finishRelease(held, { status: "failed", failure: "test lock", hasRunReleaseCommand: false, timings: {} });
     }
     const cli = new Command("berth").exitOverride().configureOutput({ writeOut: () => undefined, writeErr: () => undefined });
-    registerDbCommands(cli, async () => ({ plan: platform.plan, deps }));
+    registerDbCommands(cli, async () => ({ plan: platform.plan, stateDir: platform.stateDir, deps }));
     await assert.rejects(cli.parseAsync(["db", "rotate-password", APP, "--env", "production", "--drain", "soon"], { from: "user" }), /--drain soon: expected a number of seconds/);
     await assert.rejects(cli.parseAsync(["db", "rotate-password", APP], { from: "user" }), /needs --env ENV/);
     await assert.rejects(cli.parseAsync(["db", "rotate-password"], { from: "user" }), CommanderError);

@@ -1,0 +1,38 @@
+// Mutations the CLI makes on this host itself, with no berthd in between, go to the same
+// append-only audit log as the API's: the actor is cli:USER, the source "local", the status
+// the one berthd would have answered, and the result ok, refused or failed.
+import { userInfo } from "node:os";
+import { BerthError, ERROR_CODES } from "../errors.js";
+
+/** Who runs this command, as releases and the audit log name them. */
+export function localActor(): string {
+  return process.env.BERTH_ACTOR ?? `cli:${userInfo().username}`;
+}
+
+/**
+ * Runs `work` and appends what it was and how it ended to the audit log in `stateDir`; the
+ * work's error, if any, is rethrown after. `target` may depend on the result (a new token's
+ * id); a failed work is then recorded against "platform".
+ */
+export async function audited<T>(stateDir: string, operation: string, target: string | ((result: T) => string), work: () => T | Promise<T>): Promise<T> {
+  let result: T;
+  try {
+    result = await work();
+  } catch (error) {
+    const status = error instanceof BerthError ? ERROR_CODES[error.code].status : 500;
+    await record(stateDir, { operation, target: typeof target === "string" ? target : "platform", status, result: status < 500 ? "refused" : "failed" }).catch(() => undefined);
+    throw error;
+  }
+  await record(stateDir, { operation, target: typeof target === "string" ? target : target(result), status: 200, result: "ok" });
+  return result;
+}
+
+async function record(stateDir: string, entry: { operation: string; target: string; status: number; result: "ok" | "refused" | "failed" }): Promise<void> {
+  const { AccessStore } = await import("../state/access.js");
+  const access = new AccessStore(stateDir);
+  try {
+    access.audit({ actor: localActor(), tokenId: null, source: "local", ...entry });
+  } finally {
+    access.close();
+  }
+}
