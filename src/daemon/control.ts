@@ -8,7 +8,9 @@ import type { ContainerInfo } from "dockerode";
 import type { Logger } from "pino";
 import { Operations } from "../api/operations.js";
 import { withReleases } from "../deploy/releases.js";
+import { BerthError } from "../errors.js";
 import { EngineClient, type ContainerEvent } from "../host/engine.js";
+import { LABEL } from "../plan/names.js";
 import type { EnvironmentPlan, PlatformPlan } from "../plan/types.js";
 import type { Change } from "../runtime/apply.js";
 import { secretsKeyPath } from "../secrets/keys.js";
@@ -240,8 +242,10 @@ export class Control {
           .then(() => (full ? this.reconcile(cause) : this.refreshProxy(cause)))
           .catch((error: unknown) => {
             if (signal.aborted) return;
-            // A failed pass is tried again: what failed (an engine hiccup, a name taken) may clear.
-            this.log.error({ err: error, trigger: cause }, `reconcile pass failed; trying again in ${retryMs / 1000} s`);
+            // A failed pass is tried again: what failed (an engine hiccup, a name taken) may clear;
+            // one deferred by a deploy running beside berthd runs once that deploy is over.
+            if (error instanceof BerthError && error.code === "CONFLICT") this.log.info({ trigger: cause }, `${error.message}; trying again in ${retryMs / 1000} s`);
+            else this.log.error({ err: error, trigger: cause }, `reconcile pass failed; trying again in ${retryMs / 1000} s`);
             clearTimeout(retry);
             retry = setTimeout(() => schedule(`retry after: ${(error as Error).message.split("\n")[0]}`), retryMs);
           });
@@ -252,9 +256,11 @@ export class Control {
     const filters = { event: ["die", "destroy", "health_status", "stop", "start"], label: [`berth.platform=${this.plan.platform}`] };
     const onEvent = ({ action, name, labels }: ContainerEvent) => {
       const role = labels["berth.role"] ?? "";
-      // One-off containers (release commands, builds) come and go by design, and so do
-      // the containers a deploy is replacing: none of that is drift.
-      if (!["tenant", "proxy", "postgres"].includes(role) || name.endsWith("-next") || this.store.locks().length > 0) return;
+      // One-off containers (release commands, builds) come and go by design, and so do the
+      // containers of an environment being deployed: none of that is drift. Another
+      // environment's container that dies meanwhile is (its pass runs after the deploy).
+      if (!["tenant", "proxy", "postgres"].includes(role) || name.endsWith("-next")) return;
+      if (this.store.locks().some((lock) => lock.app === labels[LABEL.app] && lock.env === labels[LABEL.env])) return;
       const isRouting = role === "tenant" && (action === "start" || action.startsWith("health_status"));
       // A platform service's start, or its health check flapping while it runs (a slow check on
       // a busy host), is nothing a pass could repair; its death or removal is.

@@ -6,6 +6,7 @@
 // CLI, lets the next berthd repair what was left half-done.
 import { rotatePassword } from "../database/rotate.js";
 import { deploy, recoverDeploys, rollback, withReleases, type DeployDeps, type DeployRequest } from "../deploy/deploy.js";
+import { BerthError } from "../errors.js";
 import { connectDocker } from "../host/docker.js";
 import type { PlatformPlan } from "../plan/types.js";
 import { applyPlatform } from "../runtime/apply.js";
@@ -48,9 +49,14 @@ async function run({ job, plan, stateDir, keyPath }: JobInput, progress: (line: 
         return await rotatePassword(plan, job.app, job.env, deps, { actor: job.actor });
       case "recover":
         return await recoverDeploys(plan, deps);
-      case "reconcile":
+      case "reconcile": {
         await recoverDeploys(plan, deps);
+        // berthd's own deploys are over (a pass runs alone); one still locked is a CLI deploy
+        // beside berthd, whose containers a pass must not touch: the pass waits, as apply does.
+        const lock = store.locks()[0];
+        if (lock) throw new BerthError("CONFLICT", `reconcile pass deferred: ${lock.app}/${lock.env} is being deployed by ${lock.holder} (pid ${lock.pid})`);
         return await applyPlatform(withReleases(plan, store.activeReleases()), { docker, stateDir, progress, databases: deps.databases, secrets: deps.secrets! });
+      }
       case "refresh-proxy":
         return await refreshProxy(docker, withReleases(plan, store.activeReleases()), stateDir, progress);
     }

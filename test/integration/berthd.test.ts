@@ -17,6 +17,7 @@ import { Agent, request } from "undici";
 import { loadContract } from "../../src/api/contract.js";
 import { packSource } from "../../src/cli/upload.js";
 import { SecretStore } from "../../src/secrets/store.js";
+import { Store } from "../../src/state/store.js";
 import { assertNoCanary, filesUnder } from "../canary.js";
 import { inspectContainer } from "../../src/host/docker.js";
 import { api, cleanupPlatform, closeAgent, eventually, rawRequest, startDaemon, type Answer, type Daemon } from "./berthd.js";
@@ -610,6 +611,29 @@ describe("berthd", { timeout: 1_500_000 }, () => {
     assert.equal(served, true);
     const status = (await admin("GET", "/v1/status")).body as { drift: { target: string; detail: string }[] };
     assert.ok(status.drift.some((d) => d.target.includes(name) && /destroy|die/.test(d.detail)), `the drift is reported: ${JSON.stringify(status.drift)}`);
+  });
+
+  test("a container that dies while another environment is deployed from the CLI comes back once that deploy is over", async () => {
+    // A CLI deploy of alpha/staging beside berthd: its lock, held by this (live) process.
+    const store = new Store(daemon.stateDir);
+    const held = store.beginRelease({ app: "alpha", env: "staging", images: {}, imageIds: {}, sourceCommit: null, secretsVersion: null, actor: "cli:beside", reason: "held by the test" });
+    const name = "beta-web-production";
+    const logged = daemon.log.length;
+    try {
+      await client.getContainer(name).remove({ force: true });
+      // The pass does not touch a platform with a deploy running beside it: it waits, as apply does.
+      await eventually("the pass deferred", async () => (daemon.log.slice(logged).some((line) => line.includes("reconcile pass deferred: alpha/staging is being deployed by cli:beside")) ? true : undefined), 30_000);
+      assert.equal(await inspectContainer(client, name), undefined, "not repaired while the deploy runs");
+    } finally {
+      store.finishRelease(held, { status: "failed", failure: "held by the test", hasRunReleaseCommand: false, timings: {} });
+      store.close();
+    }
+    const healthy = await eventually("the container back and healthy after the deploy", async () => {
+      const info = await inspectContainer(client, name);
+      return info?.State.Health?.Status === "healthy" ? info : undefined;
+    }, 120_000);
+    assert.ok(healthy.State.Running);
+    assert.equal((await httpsGet("beta.test", "/health.txt")).status, 200);
   });
 
   test("every operation of the contract was exercised with a successful answer", () => {
