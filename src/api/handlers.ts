@@ -61,7 +61,7 @@ export function createHandlers(control: Control): Record<string, Handler> {
         target: `${app}/${env}`,
         source: context.source,
         status: finished.error?.status ?? 200,
-        result: finished.state === "succeeded" ? "ok" : "failed",
+        result: finished.state === "succeeded" ? "ok" : (finished.error?.status ?? 500) < 500 ? "refused" : "failed",
       });
     const view = operations.start({ kind, app, env, actor: actorOf(context.token) }, (progress) => control.lock.withShared(() => work(progress)), toProblem, recordOutcome);
     return { status: 202, body: view, headers: { location: `/v1/operations/${view.id}` } };

@@ -33,6 +33,13 @@ type Listener = (event: { type: "progress"; data: OperationEvent } | { type: "en
 
 /** Progress lines kept per operation; a build can print thousands. */
 const MAX_EVENTS = 2000;
+/** An operation as saved; one saved before releases recorded their secrets version reads it as null. */
+function stored(json: string): OperationView {
+  const view = JSON.parse(json) as OperationView;
+  if (view.release) view.release.secretsVersion ??= null;
+  return view;
+}
+
 /** Finished operations kept in memory; older ones are read from SQLite. */
 const MAX_IN_MEMORY = 200;
 
@@ -57,7 +64,7 @@ export class Operations {
     const live = this.live.get(id);
     if (live) return live.view;
     const row = this.db.prepare("select view from operations where id = ?").get(id) as { view: string } | undefined;
-    return row && (JSON.parse(row.view) as OperationView);
+    return row && stored(row.view);
   }
 
   /** Starts `work` in the background; `progress` lines become the operation's events. */
@@ -81,7 +88,12 @@ export class Operations {
       this.save(view);
       for (const listener of entry.listeners) listener({ type: "end", data: view });
       entry.listeners.clear();
-      onFinish?.(view);
+      try {
+        onFinish?.(view);
+      } catch (error) {
+        // The operation is over and saved whatever its follow-up does; berthd keeps serving.
+        process.emitWarning(`after operation ${view.id}: ${(error as Error).message}`);
+      }
       this.forgetOld();
     };
     // Deferred so the 202 answer goes out before any work (and any progress) starts.
@@ -124,7 +136,7 @@ export class Operations {
   markInterrupted(problem: Problem): number {
     let count = 0;
     for (const row of this.db.prepare("select view from operations").all() as { view: string }[]) {
-      const view = JSON.parse(row.view) as OperationView;
+      const view = stored(row.view);
       if (view.state !== "running" || this.live.has(view.id)) continue;
       this.save({ ...view, state: "failed", finishedAt: new Date().toISOString(), error: problem });
       count++;

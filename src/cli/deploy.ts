@@ -59,7 +59,7 @@ function describeRelease(release: Release): string {
   const images = Object.entries(release.images).map(([c, ref]) => `${c}=${ref}`).join(" ");
   const took = release.timings.done !== undefined ? `  ${(release.timings.done / 1000).toFixed(1)} s` : "";
   const failure = release.failure ? `\n      ${release.failure.split("\n")[0]}` : "";
-  const secrets = release.secretsVersion !== null ? `  secrets v${release.secretsVersion}` : "";
+  const secrets = typeof release.secretsVersion === "number" ? `  secrets v${release.secretsVersion}` : "";
   return `r${release.number}  ${release.status.padEnd(11)} ${release.createdAt}  ${release.actor}  ${release.reason}${took}\n      ${images}${secrets}${failure}`;
 }
 

@@ -18,7 +18,7 @@ import { SecretStore } from "../secrets/store.js";
 import { AccessStore, scopeAllows, type Scope } from "../state/access.js";
 import { Store } from "../state/store.js";
 import { runChild } from "./child.js";
-import type { Job, JobInput } from "./jobs.js";
+import { RECONCILE_DEFERRED, type Job, type JobInput } from "./jobs.js";
 
 export interface Drift {
   target: string;
@@ -244,7 +244,7 @@ export class Control {
             if (signal.aborted) return;
             // A failed pass is tried again: what failed (an engine hiccup, a name taken) may clear;
             // one deferred by a deploy running beside berthd runs once that deploy is over.
-            if (error instanceof BerthError && error.code === "CONFLICT") this.log.info({ trigger: cause }, `${error.message}; trying again in ${retryMs / 1000} s`);
+            if (error instanceof BerthError && error.hint === RECONCILE_DEFERRED) this.log.info({ trigger: cause }, `${error.message}; trying again in ${retryMs / 1000} s`);
             else this.log.error({ err: error, trigger: cause }, `reconcile pass failed; trying again in ${retryMs / 1000} s`);
             clearTimeout(retry);
             retry = setTimeout(() => schedule(`retry after: ${(error as Error).message.split("\n")[0]}`), retryMs);

@@ -16,6 +16,9 @@ import { SecretStore } from "../secrets/store.js";
 import { Store } from "../state/store.js";
 import { serveParent } from "./child.js";
 
+
+/** The hint of a reconcile pass that waits for a deploy running beside berthd (the one thing that crosses from the job besides code and message). */
+export const RECONCILE_DEFERRED = "The pass runs again once that deploy is over.";
 export type Job =
   | { kind: "deploy"; request: DeployRequest }
   | { kind: "rollback"; request: { app: string; env: string; to?: number; actor: string } }
@@ -54,7 +57,7 @@ async function run({ job, plan, stateDir, keyPath }: JobInput, progress: (line: 
         // berthd's own deploys are over (a pass runs alone); one still locked is a CLI deploy
         // beside berthd, whose containers a pass must not touch: the pass waits, as apply does.
         const lock = store.locks()[0];
-        if (lock) throw new BerthError("CONFLICT", `reconcile pass deferred: ${lock.app}/${lock.env} is being deployed by ${lock.holder} (pid ${lock.pid})`);
+        if (lock) throw new BerthError("CONFLICT", `reconcile pass deferred: ${lock.app}/${lock.env} is being deployed by ${lock.holder} (pid ${lock.pid}) since ${lock.startedAt}`, RECONCILE_DEFERRED);
         return await applyPlatform(withReleases(plan, store.activeReleases()), { docker, stateDir, progress, databases: deps.databases, secrets: deps.secrets! });
       }
       case "refresh-proxy":

@@ -37,16 +37,17 @@ export interface RotateOptions {
 export const ROTATE_REASON = "rotate database password";
 
 /** The images that serve the environment now: its active release's, else those of its running containers. */
-async function servingImages(plan: PlatformPlan, app: string, env: string, deps: DeployDeps): Promise<Record<string, string>> {
+async function servingImages(plan: PlatformPlan, app: string, env: string, deps: DeployDeps): Promise<{ images: Record<string, string>; secretsVersion?: number }> {
   const active = deps.store.activeRelease(app, env);
-  if (active) return { ...active.images };
+  // Only the password changes: the containers keep the images and secrets of the release that serves.
+  if (active) return { images: { ...active.images }, ...(typeof active.secretsVersion === "number" ? { secretsVersion: active.secretsVersion } : {}) };
   const images: Record<string, string> = {};
   for (const component of environmentOf(plan, app, env).components) {
     const first = component.containers[0];
     const info = first ? await inspectContainer(deps.docker, first.name) : undefined;
     if (info?.State.Running) images[component.name] = info.Config.Image;
   }
-  return images;
+  return { images };
 }
 
 /**
@@ -66,15 +67,13 @@ export async function rotatePassword(plan: PlatformPlan, app: string, env: strin
   if (lock) {
     throw new BerthError("CONFLICT", `${app}/${env} is being deployed by ${lock.holder} since ${lock.startedAt}`, "Wait for it to finish, then rotate again; nothing was changed.");
   }
-  const images = await servingImages(plan, app, env, deps);
+  const { images, secretsVersion } = await servingImages(plan, app, env, deps);
   if (Object.keys(images).length === 0) {
     throw new BerthError("NOT_FOUND", `nothing serves ${app}/${env}: no release and no running container to roll the new password out to`, `Start it first (berth apply or berth deploy ${app} --env ${env}); nothing was changed.`);
   }
 
   const rotation = await deps.databases.rotatePassword(plan, database, deps.progress);
   try {
-    // Only the password changes: the containers keep the secrets of the release that serves.
-    const secretsVersion = deps.store.activeRelease(app, env)?.secretsVersion ?? undefined;
     return await deploy(plan, { app, env, images, ...(secretsVersion !== undefined ? { secretsVersion } : {}), actor: options.actor, reason: options.reason ?? ROTATE_REASON }, deps, options.deploy);
   } catch (error) {
     try {

@@ -61,22 +61,35 @@ const isAlive = (pid: number): boolean => {
   }
 };
 
-/** The parent pid of `pid` (from /proc), or undefined when it cannot be read. */
-async function parentOf(pid: number): Promise<number | undefined> {
+/** Linux's USER_HZ, the unit of /proc/PID/stat's times (100 on every architecture berth runs on). */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** The parent pid of `pid` and when it started (ms since the epoch), from /proc; undefined fields when they cannot be read. */
+async function processInfo(pid: number): Promise<{ ppid?: number; startedAt?: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
-  // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ")".
-  const ppid = stat === undefined ? Number.NaN : Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-  return Number.isInteger(ppid) ? ppid : undefined;
+  if (stat === undefined) return {};
+  // "pid (comm) state ppid ... starttime(22nd) ...": comm may hold spaces and parentheses, so read after the last ")".
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ppid = Number(fields[1]);
+  const ticks = Number(fields[19]);
+  const bootTime = Number(/^btime (\d+)$/m.exec((await readFile("/proc/stat", "utf8").catch(() => "")))?.[1]);
+  const startedAt = Number.isFinite(ticks) && Number.isFinite(bootTime) ? (bootTime + ticks / CLOCK_TICKS_PER_SECOND) * 1000 : undefined;
+  return { ...(Number.isInteger(ppid) ? { ppid } : {}), ...(startedAt !== undefined ? { startedAt } : {}) };
 }
 
 /**
- * Whether the deploy's process is gone, or going: a berthd job whose berthd died (it has been
- * handed to init) exits by itself at once, and is waited for, up to 10 s, so that the next
- * berthd repairs its deploy instead of taking it for one still running.
+ * Whether the deploy's process is gone, or going. A live pid that started after the lock was
+ * taken is another process (pids are reused, after a reboot at the latest): the holder is
+ * gone. A berthd job whose berthd died (it has been handed to init) exits by itself at once,
+ * and is waited for, up to 10 s, so that the next berthd repairs its deploy instead of taking
+ * it for one still running.
  */
-async function isGone(pid: number): Promise<boolean> {
+export async function isGone(pid: number, lockedAt: string): Promise<boolean> {
   if (!isAlive(pid)) return true;
-  if ((await parentOf(pid)) !== 1) return false;
+  const { ppid, startedAt } = await processInfo(pid);
+  // The slack covers /proc's tick granularity and clocks read at different moments.
+  if (startedAt !== undefined && startedAt > Date.parse(lockedAt) + 2000) return true;
+  if (ppid !== 1) return false;
   for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
     if (!isAlive(pid)) return true;
   }
@@ -91,7 +104,7 @@ async function isGone(pid: number): Promise<boolean> {
 export async function recoverDeploys(plan: PlatformPlan, deps: DeployDeps): Promise<Release[]> {
   const recovered: Release[] = [];
   for (const lock of deps.store.locks()) {
-    if (lock.pid === process.pid || !(await isGone(lock.pid))) continue;
+    if (lock.pid === process.pid || !(await isGone(lock.pid, lock.startedAt))) continue;
     const release = deps.store.releaseById(lock.releaseId)!;
     const steps = deps.store.journalOf(release.id);
     const env = plan.environments.find((e) => e.app === lock.app && e.env === lock.env);

@@ -124,9 +124,14 @@ export class Store {
 
   constructor(stateDir: string) {
     this.db = openStateDatabase(stateDir, SCHEMA);
-    // State made before releases recorded their secrets version.
-    const columns = this.db.prepare("select name from pragma_table_info('releases')").all() as { name: string }[];
-    if (!columns.some((column) => column.name === "secrets_version")) this.db.exec("alter table releases add column secrets_version integer");
+    // State made before releases recorded their secrets version. Checked and altered under the
+    // write lock: berthd, its jobs and a CLI command may open an old database at once.
+    this.db
+      .transaction(() => {
+        const columns = this.db.prepare("select name from pragma_table_info('releases')").all() as { name: string }[];
+        if (!columns.some((column) => column.name === "secrets_version")) this.db.exec("alter table releases add column secrets_version integer");
+      })
+      .immediate();
   }
 
   close(): void {

@@ -33,3 +33,21 @@ test("a releases table without secrets_version gains it; old releases read null,
   assert.equal(again.releases("shop", "production")[0]!.secretsVersion, 3);
   again.close();
 });
+
+test("an operation saved before releases recorded their secrets version reads it as null", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "berth-operations-"));
+  const { Operations } = await import("../../src/api/operations.js");
+  const operations = new Operations(dir);
+  operations.close();
+  const release = { id: 1, app: "shop", env: "production", number: 1, images: {}, imageIds: {}, sourceCommit: null, actor: "ci", reason: "old", status: "active", failure: null, hasRunReleaseCommand: false, timings: {}, createdAt: "2026-01-01T00:00:00.000Z", finishedAt: null };
+  const view = { id: "op_0123456789abcdef", kind: "deploy", app: "shop", env: "production", state: "succeeded", actor: "admin", startedAt: release.createdAt, finishedAt: release.createdAt, release, error: null, events: [] };
+  const db = new Database(join(dir, "berth.db"));
+  db.prepare("insert into operations (id, app, env, view) values (?, ?, ?, ?)").run(view.id, "shop", "production", JSON.stringify(view));
+  db.close();
+  const reopened = new Operations(dir);
+  try {
+    assert.equal(reopened.get(view.id)?.release?.secretsVersion, null);
+  } finally {
+    reopened.close();
+  }
+});
