@@ -18,7 +18,8 @@ import { SecretStore } from "../secrets/store.js";
 import { AccessStore, scopeAllows, type Scope } from "../state/access.js";
 import { Store } from "../state/store.js";
 import { runChild } from "./child.js";
-import { RECONCILE_DEFERRED, type Job, type JobInput } from "./jobs.js";
+import { RECONCILE_DEFERRED } from "./deferred.js";
+import type { Job, JobInput } from "./jobs.js";
 
 export interface Drift {
   target: string;

@@ -15,10 +15,8 @@ import { refreshProxy } from "../runtime/watch.js";
 import { SecretStore } from "../secrets/store.js";
 import { Store } from "../state/store.js";
 import { serveParent } from "./child.js";
+import { RECONCILE_DEFERRED } from "./deferred.js";
 
-
-/** The hint of a reconcile pass that waits for a deploy running beside berthd (the one thing that crosses from the job besides code and message). */
-export const RECONCILE_DEFERRED = "The pass runs again once that deploy is over.";
 export type Job =
   | { kind: "deploy"; request: DeployRequest }
   | { kind: "rollback"; request: { app: string; env: string; to?: number; actor: string } }
