@@ -5,7 +5,7 @@ import type { ServerResponse } from "node:http";
 import { environmentOf } from "../deploy/releases.js";
 import { BerthError } from "../errors.js";
 import type { Control } from "../daemon/control.js";
-import { describeScope, scopeAllows, type Scope, type Token } from "../state/access.js";
+import { auditResult, describeScope, scopeAllows, type Scope, type Token } from "../state/access.js";
 import type { Release } from "../state/store.js";
 import type { OperationKind, OperationView } from "./operations.js";
 import { refuse, toProblem } from "./problem.js";
@@ -61,7 +61,7 @@ export function createHandlers(control: Control): Record<string, Handler> {
         target: `${app}/${env}`,
         source: context.source,
         status: finished.error?.status ?? 200,
-        result: finished.state === "succeeded" ? "ok" : (finished.error?.status ?? 500) < 500 ? "refused" : "failed",
+        result: auditResult(finished.error?.status ?? 200),
       });
     const view = operations.start({ kind, app, env, actor: actorOf(context.token) }, (progress) => control.lock.withShared(() => work(progress)), toProblem, recordOutcome);
     return { status: 202, body: view, headers: { location: `/v1/operations/${view.id}` } };

@@ -4,7 +4,7 @@
 import { createServer as createHttpsServer, type ServerOptions } from "node:https";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Logger } from "pino";
-import type { AccessStore, Token } from "../state/access.js";
+import { auditResult, type AccessStore, type Token } from "../state/access.js";
 import { fieldErrors, type Contract, type Operation } from "./contract.js";
 import { docsPage } from "./docs.js";
 import { refuse, toProblem, type Problem } from "./problem.js";
@@ -176,7 +176,7 @@ export function createApiServer(options: ApiServerOptions): Server {
           target,
           source,
           status,
-          result: status < 400 ? "ok" : status < 500 ? "refused" : "failed",
+          result: auditResult(status),
         });
       }
       log.info({ method, path: url.pathname, operation: operation.id, status, ms: Number(process.hrtime.bigint() - started) / 1e6, token: token?.id }, "request");

@@ -4,6 +4,7 @@
 import { existsSync } from "node:fs";
 import { userInfo } from "node:os";
 import { BerthError, ERROR_CODES } from "../errors.js";
+import type { AuditEntry } from "../state/access.js";
 
 /** Who runs this command, as releases and the audit log name them. */
 export function localActor(): string {
@@ -29,21 +30,22 @@ export async function audited<T>(stateDir: string, operation: string, target: st
     result = await work();
   } catch (error) {
     const status = error instanceof BerthError ? ERROR_CODES[error.code].status : 500;
-    await record(stateDir, { operation, target: typeof target === "string" ? target : "platform", status, result: status < 500 ? "refused" : "failed" });
+    await record(stateDir, { operation, target: typeof target === "string" ? target : "platform", status });
     throw error;
   }
-  await record(stateDir, { operation, target: typeof target === "string" ? target : target(result), status: 200, result: "ok" });
+  await record(stateDir, { operation, target: typeof target === "string" ? target : target(result), status: 200 });
   return result;
 }
 
-async function record(stateDir: string, entry: { operation: string; target: string; status: number; result: "ok" | "refused" | "failed" }): Promise<void> {
+async function record(stateDir: string, entry: Pick<AuditEntry, "operation" | "target" | "status">): Promise<void> {
   // No state yet (a `down` of a platform never applied): nothing to log into, and none is made.
   if (!existsSync(stateDir)) return;
   try {
-    const { AccessStore } = await import("../state/access.js");
+    // Loaded here, not at the CLI's start: commands that write nothing do not open SQLite.
+    const { AccessStore, auditResult } = await import("../state/access.js");
     const access = new AccessStore(stateDir);
     try {
-      access.audit({ actor: localActor(), tokenId: null, source: "local", ...entry });
+      access.audit({ actor: localActor(), tokenId: null, source: "local", ...entry, result: auditResult(entry.status) });
     } finally {
       access.close();
     }

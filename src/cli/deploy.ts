@@ -20,7 +20,6 @@ interface SpecOptions {
 
 const progress = (line: string) => process.stderr.write(`${line}\n`);
 
-
 /** The spec: --spec > BERTH_SPEC > the current directory. */
 export async function openPlatform(options: SpecOptions): Promise<{ plan: PlatformPlan; stateDir: string; deps: DeployDeps }> {
   const { root, spec } = await loadSpec(options.spec ?? process.env.BERTH_SPEC ?? ".");

@@ -37,10 +37,10 @@ export interface RotateOptions {
 export const ROTATE_REASON = "rotate database password";
 
 /** The images that serve the environment now: its active release's, else those of its running containers. */
-async function servingImages(plan: PlatformPlan, app: string, env: string, deps: DeployDeps): Promise<{ images: Record<string, string>; secretsVersion?: number }> {
+async function servingImages(plan: PlatformPlan, app: string, env: string, deps: DeployDeps): Promise<{ images: Record<string, string>; secretsVersion?: number | null }> {
   const active = deps.store.activeRelease(app, env);
   // Only the password changes: the containers keep the images and secrets of the release that serves.
-  if (active) return { images: { ...active.images }, ...(typeof active.secretsVersion === "number" ? { secretsVersion: active.secretsVersion } : {}) };
+  if (active) return { images: { ...active.images }, secretsVersion: active.secretsVersion };
   const images: Record<string, string> = {};
   for (const component of environmentOf(plan, app, env).components) {
     const first = component.containers[0];
@@ -74,7 +74,7 @@ export async function rotatePassword(plan: PlatformPlan, app: string, env: strin
 
   const rotation = await deps.databases.rotatePassword(plan, database, deps.progress);
   try {
-    return await deploy(plan, { app, env, images, ...(secretsVersion !== undefined ? { secretsVersion } : {}), actor: options.actor, reason: options.reason ?? ROTATE_REASON }, deps, options.deploy);
+    return await deploy(plan, { app, env, images, secretsVersion, actor: options.actor, reason: options.reason ?? ROTATE_REASON }, deps, options.deploy);
   } catch (error) {
     try {
       await rotation.restore();

@@ -37,8 +37,8 @@ export interface DeployRequest {
   ref?: string;
   /** A directory holding the app's source (an uploaded build context), built instead of the spec's source. */
   sourceDir?: string;
-  /** The secrets version to roll out (a rollback's: its release's); default: the secrets as they are now. */
-  secretsVersion?: number;
+  /** The secrets version to roll out (a rollback's: its release's); absent or null: the secrets as they are now. */
+  secretsVersion?: number | null;
   actor: string;
   reason: string;
 }
@@ -254,10 +254,10 @@ export async function deploy(plan: PlatformPlan, request: DeployRequest, deps: D
     mark("prepare");
     // A first deploy may come before any apply: the environment's network must exist.
     await ensureNetworks(docker, plan);
-    const target = withReleases(plan, [{ app: env.app, env: env.env, images, secretsVersion }]);
+    const target = withReleases(plan, [{ app: env.app, env: env.env, images }]);
     const targetEnv = environmentOf(target, env.app, env.env);
     // A secret that cannot be decrypted fails the deploy here, before anything starts.
-    const secrets = deps.secrets?.values(env.app, env.env, { at: targetEnv.secretsVersion }) ?? {};
+    const secrets = deps.secrets?.values(env.app, env.env, { at: secretsVersion ?? undefined }) ?? {};
     const database = targetEnv.database ? await deps.databases.converge(target, progress) : { urls: {} as Record<string, string> };
     mark("start-new");
     hasRunReleaseCommand = targetEnv.components.some((c) => c.release);
@@ -343,8 +343,7 @@ export async function rollback(plan: PlatformPlan, request: { app: string; env: 
     deps.progress(`warning: releases ${migrated.map((r) => `r${r.number}`).join(", ")} ran a release command after r${target.number}: the database was migrated and stays so`);
   }
   // The release's secrets come back with its images (releases made before they recorded their secrets version get today's).
-  const secretsVersion = target.secretsVersion ?? undefined;
-  return deploy(plan, { app: request.app, env: request.env, images: target.images, ...(secretsVersion !== undefined ? { secretsVersion } : {}), actor: request.actor, reason: `rollback to r${target.number}` }, deps, options);
+  return deploy(plan, { app: request.app, env: request.env, images: target.images, secretsVersion: target.secretsVersion, actor: request.actor, reason: `rollback to r${target.number}` }, deps, options);
 }
 
 /** Removes images of this environment's releases older than the last `keep`, unless still in use. */

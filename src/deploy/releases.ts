@@ -20,7 +20,7 @@ export function withReleases(plan: PlatformPlan, releases: readonly (Pick<Releas
       if (!release) return env;
       return {
         ...env,
-        ...(typeof release.secretsVersion === "number" ? { secretsVersion: release.secretsVersion } : {}),
+        secretsVersion: release.secretsVersion ?? undefined,
         components: env.components.map((component) => {
           const ref = release.images[component.name];
           if (!ref) return component;

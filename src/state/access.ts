@@ -18,6 +18,11 @@ export interface Token {
   lastUsedAt: string | null;
 }
 
+/** An audit entry's result from the HTTP status berthd answers (or would have): ok below 400, refused below 500, else failed. */
+export function auditResult(status: number): "ok" | "refused" | "failed" {
+  return status < 400 ? "ok" : status < 500 ? "refused" : "failed";
+}
+
 export interface AuditEntry {
   id: string;
   at: string;

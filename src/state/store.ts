@@ -124,14 +124,16 @@ export class Store {
 
   constructor(stateDir: string) {
     this.db = openStateDatabase(stateDir, SCHEMA);
-    // State made before releases recorded their secrets version. Checked and altered under the
-    // write lock: berthd, its jobs and a CLI command may open an old database at once.
-    this.db
-      .transaction(() => {
-        const columns = this.db.prepare("select name from pragma_table_info('releases')").all() as { name: string }[];
-        if (!columns.some((column) => column.name === "secrets_version")) this.db.exec("alter table releases add column secrets_version integer");
-      })
-      .immediate();
+    // State made before releases recorded their secrets version. Altered under the write lock,
+    // checked again there: berthd, its jobs and a CLI command may open an old database at once.
+    const hasColumn = () => (this.db.prepare("select name from pragma_table_info('releases')").all() as { name: string }[]).some((column) => column.name === "secrets_version");
+    if (!hasColumn()) {
+      this.db
+        .transaction(() => {
+          if (!hasColumn()) this.db.exec("alter table releases add column secrets_version integer");
+        })
+        .immediate();
+    }
   }
 
   close(): void {
@@ -142,16 +144,7 @@ export class Store {
    * Takes the environment's deploy lock and records a new release, in one transaction:
    * two deploys of one environment cannot both start.
    */
-  beginRelease(input: {
-    app: string;
-    env: string;
-    images: Record<string, string>;
-    imageIds: Record<string, string>;
-    sourceCommit: string | null;
-    secretsVersion: number | null;
-    actor: string;
-    reason: string;
-  }): Release {
+  beginRelease(input: Pick<Release, "app" | "env" | "images" | "imageIds" | "sourceCommit" | "secretsVersion" | "actor" | "reason">): Release {
     const begin = this.db.transaction(() => {
       const lock = this.lockOf(input.app, input.env);
       if (lock) {
