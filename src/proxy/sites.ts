@@ -6,7 +6,7 @@
 import type { EnvironmentPlan, ProxyPlan } from "../plan/types.js";
 import { securityHeaders } from "./includes.js";
 import { pageFiles, type ProxyPaths } from "./layout.js";
-import { BACKENDS_UPSTREAM } from "./nginx-conf.js";
+import { BACKENDS_UPSTREAM, requestIdLine } from "./nginx-conf.js";
 import { block, word, renderConfig, type ConfigBlock, type ConfigLine } from "./syntax.js";
 
 export interface ServedEnvironment {
@@ -75,10 +75,11 @@ function tlsServer(environment: EnvironmentPlan, certificate: { fullchain: strin
   ]);
 }
 
-/** Names the server answers to, and the app and environment its requests are logged under. */
+/** Names the server answers to, the id of a request that came without one, and the app and environment its requests are logged under. */
 function identity(environment: EnvironmentPlan): string[] {
   return [
     `server_name ${environment.domains.join(" ")};`,
+    requestIdLine(),
     `set $berth_app ${environment.app};`,
     `set $berth_env ${environment.env};`,
   ];

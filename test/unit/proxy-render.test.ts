@@ -98,6 +98,7 @@ const STAGING_IN_MAINTENANCE = `# shop/staging
 server {
     listen 80;
     server_name staging.shop.example;
+    set_by_lua_block $berth_generated_id { return berth_router.request_id() }
     set $berth_app shop;
     set $berth_env staging;
 ${securityHeaders()}    error_page 503 /__berth/maintenance.html;
@@ -126,6 +127,7 @@ describe("renderProxyConfig: one app, exact files", () => {
 server {
     listen 80;
     server_name shop.example www.shop.example;
+    set_by_lua_block $berth_generated_id { return berth_router.request_id() }
     set $berth_app shop;
     set $berth_env production;
 
@@ -138,6 +140,7 @@ ${ACME_LOCATION}
 server {
     listen 443 ssl http2;
     server_name shop.example www.shop.example;
+    set_by_lua_block $berth_generated_id { return berth_router.request_id() }
     set $berth_app shop;
     set $berth_env production;
     ssl_certificate /etc/berth/certs/shop-production/fullchain.pem;
@@ -160,6 +163,7 @@ ${STAGING_IN_MAINTENANCE}`,
 server {
     listen 80;
     server_name shop.example www.shop.example;
+    set_by_lua_block $berth_generated_id { return berth_router.request_id() }
     set $berth_app shop;
     set $berth_env production;
 ${securityHeaders()}    error_page 502 504 /__berth/unavailable.html;
@@ -259,9 +263,10 @@ http {
     # $berth_app and $berth_env stay empty for requests no tenant server answered.
     uninitialized_variable_warn off;
 
-    # A client's X-Request-ID is kept when it looks like an id; otherwise nginx makes one.
+    # A client's X-Request-ID is kept when it looks like an id; otherwise the router makes one.
     map $http_x_request_id $berth_request_id {
-        default $request_id;
+        default $berth_generated_id;
+        "" $berth_generated_id;
         "~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id;
     }
 
@@ -368,6 +373,7 @@ http {
         listen 443 ssl http2 default_server;
         server_name _;
         ssl_reject_handshake on;
+        set_by_lua_block $berth_generated_id { return berth_router.request_id() }
         return 421;
     }
 

@@ -15,7 +15,9 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { EnvironmentPlan } from "../../src/plan/types.js";
 import { renderRouteTable } from "../../src/proxy/route-table.js";
+import { requestIdLine, requestIds } from "../../src/proxy/nginx-conf.js";
 import { ROUTER_LUA } from "../../src/proxy/router-lua.js";
+import { renderConfig } from "../../src/proxy/syntax.js";
 
 const NGINX = "/usr/sbin/nginx";
 const MODULES = ["/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so"];
@@ -40,7 +42,10 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 256; }
 http {
-  access_log off;
+  # Request ids as berth renders them: the map, and the line each server starts with.
+${renderConfig(requestIds())}
+  log_format ids "$berth_request_id $status";
+  access_log ${dir}/access.log ids;
   lua_shared_dict berth_router 64k;
   init_by_lua_block {
     berth_router = dofile("${dir}/router.lua")
@@ -56,6 +61,8 @@ http {
   server {
     listen 127.0.0.1:${port};
     server_name t.test;
+    ${requestIdLine()}
+    add_header X-Request-ID $berth_request_id always;
     error_page 502 504 /unavailable;
     error_page 404 = @berth_no_route;
     location / {
@@ -65,6 +72,7 @@ http {
       if ($berth_upstream = "-") { return 502; }
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_set_header X-Request-ID $berth_request_id;
       proxy_next_upstream error timeout;
       proxy_pass http://berth_backends;
     }
@@ -76,13 +84,33 @@ http {
 `;
 }
 
-function get(port: number, path: string): Promise<{ status: number; body: string; location?: string }> {
+interface Answer {
+  status: number;
+  body: string;
+  location?: string;
+}
+
+function get(port: number, path: string): Promise<Answer> {
+  return getWithIds(port, path).then(({ requestId: _, seenId: __, ...answer }) => answer);
+}
+
+/** A GET that also returns the X-Request-ID nginx answered with and the one the backend received. */
+function getWithIds(port: number, path: string, requestId?: string): Promise<Answer & { requestId?: string; seenId?: string }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: "127.0.0.1", port, path, headers: { host: "t.test" }, agent: false, timeout: 5000 }, (res) => {
+    const headers: Record<string, string> = { host: "t.test", ...(requestId === undefined ? {} : { "x-request-id": requestId }) };
+    const req = request({ host: "127.0.0.1", port, path, headers, agent: false, timeout: 5000 }, (res) => {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (chunk: string) => (body += chunk));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, ...(res.headers.location ? { location: res.headers.location } : {}) }));
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          body,
+          ...(res.headers.location ? { location: res.headers.location } : {}),
+          ...(typeof res.headers["x-request-id"] === "string" ? { requestId: res.headers["x-request-id"] } : {}),
+          ...(typeof res.headers["x-seen-request-id"] === "string" ? { seenId: res.headers["x-seen-request-id"] } : {}),
+        }),
+      );
     });
     req.on("timeout", () => req.destroy(new Error(`GET ${path} timed out`)));
     req.on("error", reject);
@@ -90,9 +118,12 @@ function get(port: number, path: string): Promise<{ status: number; body: string
   });
 }
 
-/** A backend that answers its name and the path it got. */
+/** A backend that answers its name and the path it got, and the request id it got in a header. */
 async function backend(name: string, host: string): Promise<Server> {
-  const server = createServer((req, res) => res.end(`${name} ${req.url}`));
+  const server = createServer((req, res) => {
+    if (typeof req.headers["x-request-id"] === "string") res.setHeader("x-seen-request-id", req.headers["x-request-id"]);
+    res.end(`${name} ${req.url}`);
+  });
   await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return server;
 }
@@ -186,5 +217,50 @@ describe("the router in nginx", { skip: CAN_RUN ? false : "nginx or its Lua modu
     assert.equal(redirect.status, 301);
     assert.equal(redirect.location, `http://t.test:${PUBLIC_PORT}/docs/?page=2`, "to the public port, the query kept");
     assert.equal((await get(port, "/api")).location, `http://t.test:${PUBLIC_PORT}/api/`);
+  });
+
+  test("a request without an id gets a fresh one: 32 hex digits, passed to the backend, answered and logged; a reload's worker draws a new random part", async () => {
+    await adopt([["prefix", "/", "web"]], { t_web_prod: [v4Address] });
+    const answers = [];
+    for (let i = 0; i < 40; i++) answers.push(await getWithIds(port, "/x"));
+    const ids = answers.map((answer) => answer.requestId ?? "");
+    for (const answer of answers) {
+      assert.match(answer.requestId ?? "", /^[0-9a-f]{32}$/);
+      assert.equal(answer.seenId, answer.requestId, "the backend got the id the client was answered with");
+    }
+    assert.equal(new Set(ids).size, ids.length, "no id given twice");
+    const prefixes = new Set(ids.map((id) => id.slice(0, 24)));
+    assert.equal(prefixes.size, 1, "one worker: one random part");
+    const counts = ids.map((id) => Number.parseInt(id.slice(24), 16));
+    assert.deepEqual(counts, counts.map((_, i) => counts[0]! + i), "the worker counts its ids");
+
+    // The client's id when it looks like one; a malformed one is replaced.
+    assert.deepEqual(await getWithIds(port, "/x", "client-id.42:a_b"), { status: 200, body: "v4 /x", requestId: "client-id.42:a_b", seenId: "client-id.42:a_b" });
+    const replaced = await getWithIds(port, "/x", "no spaces; please");
+    assert.match(replaced.requestId ?? "", /^[0-9a-f]{32}$/);
+    assert.equal(replaced.seenId, replaced.requestId);
+
+    // The unavailable page is an internal redirect, which runs the server's line again: the id
+    // already passed upstream still answers and is logged.
+    const refusing = await backend("gone", "127.0.0.1");
+    const refusingAddress = `127.0.0.1:${(refusing.address() as AddressInfo).port}`;
+    await new Promise((resolve) => refusing.close(resolve));
+    await adopt([["prefix", "/", "web"]], { t_web_prod: [refusingAddress] });
+    const unavailable = await getWithIds(port, "/y");
+    assert.equal(unavailable.status, 502);
+    assert.match(unavailable.requestId ?? "", /^[0-9a-f]{32}$/);
+    const log = await readFile(join(dir, "access.log"), "utf8");
+    assert.ok(log.includes(`${unavailable.requestId} 502\n`), `the 502 is logged with the id it answered with:\n${log.slice(-500)}`);
+    for (const id of ids) assert.ok(log.includes(`${id} 200\n`), `${id} is logged`);
+
+    // A reload replaces the worker; the new one draws its own random part.
+    nginx!.kill("SIGHUP");
+    let after = "";
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+      after = (await getWithIds(port, "/z")).requestId ?? "";
+      if (after.slice(0, 24) !== ids[0]!.slice(0, 24)) break;
+    }
+    assert.match(after, /^[0-9a-f]{32}$/);
+    assert.notEqual(after.slice(0, 24), ids[0]!.slice(0, 24), "the reloaded worker draws a new random part");
   });
 });
