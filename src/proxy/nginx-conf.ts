@@ -71,7 +71,7 @@ export function renderNginxConf(plan: PlatformPlan, paths: ProxyPaths): string {
       "",
       ...compression(),
       "",
-      ...responseMaps(plan),
+      ...responseMaps(),
       "",
       ...tls(),
       "",
@@ -190,7 +190,7 @@ function compression(): ConfigLine[] {
   ];
 }
 
-function responseMaps(plan: PlatformPlan): ConfigLine[] {
+function responseMaps(): ConfigLine[] {
   return [
     "# Long caching for static assets; an empty value makes add_header add nothing.",
     block("map $uri $berth_asset_cache_control", [
@@ -199,8 +199,6 @@ function responseMaps(plan: PlatformPlan): ConfigLine[] {
     ]),
     "# WebSocket upgrades pass through; other requests send no Connection header, keeping upstream connections alive.",
     block("map $http_upgrade $berth_connection_upgrade", ["default upgrade;", '"" "";']),
-    "# The port clients used, as published on the host (Docker maps it to 80/443 here).",
-    block("map $scheme $berth_forwarded_port", [`default ${plan.proxy.httpPort};`, `https ${plan.proxy.httpsPort};`]),
     "# A literal '$' for header values: nginx strings have no escape for it.",
     block(`geo $${DOLLAR_VARIABLE}`, ['default "$";']),
   ];

@@ -37,7 +37,7 @@ export function renderProxyConfig(plan: PlatformPlan, observed: ProxyObserved, p
     [configFiles.generation]: renderGenerationConf(),
     [configFiles.router]: ROUTER_LUA,
   };
-  const context = { paths, httpsPort: plan.proxy.httpsPort, rateLimits: plan.proxy.rateLimits };
+  const context = { paths, httpPort: plan.proxy.httpPort, httpsPort: plan.proxy.httpsPort, rateLimits: plan.proxy.rateLimits };
   for (const [app, environments] of groupByApp(served)) config[configFiles.site(app)] = siteOf(app, environments, context);
   const routeTable = renderRouteTable(plan.environments, observed.upstreams, configHash(config));
   config[configFiles.routeTable] = routeTable.text;
@@ -58,7 +58,7 @@ const renderedSites = new Map<string, { inputs: string; text: string }>();
 const RENDERED_SITES_MAX = 20_000;
 
 function siteOf(app: string, environments: ServedEnvironment[], context: SiteContext): string {
-  const inputs = JSON.stringify([environments, context.paths, context.httpsPort, context.rateLimits]);
+  const inputs = JSON.stringify([environments, context.paths, context.httpPort, context.httpsPort, context.rateLimits]);
   const known = renderedSites.get(app);
   if (known?.inputs === inputs) return known.text;
   const text = renderSite(app, environments, context);

@@ -17,7 +17,9 @@ export interface ServedEnvironment {
 
 export interface SiteContext {
   paths: ProxyPaths;
-  /** Public HTTPS port on the host, for redirects. */
+  /** Public HTTP port on the host, sent upstream as X-Forwarded-Port by the servers on port 80. */
+  httpPort: number;
+  /** Public HTTPS port on the host, for redirects and X-Forwarded-Port. */
   httpsPort: number;
   /** The platform's rate-limit classes: every routed location applies each (see nginx-conf.ts). */
   rateLimits: ProxyPlan["rateLimits"];
@@ -61,6 +63,7 @@ function plainHttpServer(environment: EnvironmentPlan, context: SiteContext): Co
   return block("server", [
     "listen 80;",
     ...identity(environment),
+    forwardedPort(context.httpPort),
     ...appServerBody(environment, false, context, [acmeChallengeLocation(context.paths)]),
   ]);
 }
@@ -71,6 +74,7 @@ function tlsServer(environment: EnvironmentPlan, certificate: { fullchain: strin
     ...identity(environment),
     `ssl_certificate ${word(certificate.fullchain)};`,
     `ssl_certificate_key ${word(certificate.privkey)};`,
+    forwardedPort(context.httpsPort),
     ...appServerBody(environment, true, context, []),
   ]);
 }
@@ -83,6 +87,15 @@ function identity(environment: EnvironmentPlan): string[] {
     `set $berth_app ${environment.app};`,
     `set $berth_env ${environment.env};`,
   ];
+}
+
+/**
+ * The port clients used, as published on the host (Docker maps it to 80/443 in the container),
+ * for X-Forwarded-Port and the router's redirects: a constant of each server that proxies,
+ * cheaper per request than a map of $scheme.
+ */
+function forwardedPort(port: number): string {
+  return `set $berth_forwarded_port ${port};`;
 }
 
 /** How an environment's server answers, apart from ACME challenges. */

@@ -101,6 +101,7 @@ server {
     set_by_lua_block $berth_generated_id { return berth_router.request_id() }
     set $berth_app shop;
     set $berth_env staging;
+    set $berth_forwarded_port 8080;
 ${securityHeaders()}    error_page 503 /__berth/maintenance.html;
 
 ${ACME_LOCATION}
@@ -145,6 +146,7 @@ server {
     set $berth_env production;
     ssl_certificate /etc/berth/certs/shop-production/fullchain.pem;
     ssl_certificate_key /etc/berth/certs/shop-production/privkey.pem;
+    set $berth_forwarded_port 8443;
 ${securityHeaders(HSTS)}    error_page 502 504 /__berth/unavailable.html;
     error_page 404 = @berth_no_route;
 
@@ -166,6 +168,7 @@ server {
     set_by_lua_block $berth_generated_id { return berth_router.request_id() }
     set $berth_app shop;
     set $berth_env production;
+    set $berth_forwarded_port 8080;
 ${securityHeaders()}    error_page 502 504 /__berth/unavailable.html;
     error_page 404 = @berth_no_route;
 
@@ -327,11 +330,6 @@ http {
     map $http_upgrade $berth_connection_upgrade {
         default upgrade;
         "" "";
-    }
-    # The port clients used, as published on the host (Docker maps it to 80/443 here).
-    map $scheme $berth_forwarded_port {
-        default 8080;
-        https 8443;
     }
     # A literal '$' for header values: nginx strings have no escape for it.
     geo $berth_dollar {

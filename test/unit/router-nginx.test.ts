@@ -57,11 +57,11 @@ ${renderConfig(requestIds())}
     balancer_by_lua_block { berth_router.balance() }
     keepalive 8;
   }
-  map $scheme $berth_forwarded_port { default ${PUBLIC_PORT}; }
   server {
     listen 127.0.0.1:${port};
     server_name t.test;
     ${requestIdLine()}
+    set $berth_forwarded_port ${PUBLIC_PORT};
     add_header X-Request-ID $berth_request_id always;
     error_page 502 504 /unavailable;
     error_page 404 = @berth_no_route;
