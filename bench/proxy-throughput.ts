@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { waitHealthy, type Docker } from "../src/host/docker.js";
 import { PROXY_MOUNT, proxyDir } from "../src/proxy/apply.js";
 import { names } from "../src/plan/names.js";
-import { BACKENDS_UPSTREAM } from "../src/proxy/nginx-conf.js";
 import { ACME_WEBROOT, ensureProxy } from "../src/runtime/proxy.js";
 import { scopeLabels } from "./deploy-lib.js";
+import { applyEdits, BENCH_APP, BENCH_DOMAIN, BENCH_HTTP_PORT, BENCH_IMAGE, BENCH_PATH, BENCH_PLATFORM, fixedRouteEdits, minimalNginxConf } from "./proxy-lib.js";
 import {
   EXAMPLE_ROOT,
   cleanupBench,
@@ -36,78 +36,29 @@ import {
 const DURATION = process.env.WRK_DURATION ?? "10s";
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const WRK_ARGS = ["-t2", "-c32", `-d${DURATION}`, "--latency"];
-const IMAGE = "berth-bench/paiss-web:latest";
-const HTTP_PORT = 28080;
-const HTTPS_PORT = 28443;
-const DOMAIN = "benchtp.localhost";
-/** The static site's small answer (3 bytes); the site itself does not log this path. */
-const PATH = "/health.txt";
 const MINIMAL_PROXY = "berth-bench-tp-minimal";
 const FIXED_PROXY = "berth-bench-tp-fixed-route";
 /** berth.bench=true and berth.bench.scope=tp on everything this bench creates; cleanup removes only those. */
 const LABELS = scopeLabels("tp");
 
-// Rate limits high enough never to answer 429 to wrk: the bench measures proxying, not limiting.
-const PLATFORM = `name: benchtp
-proxy:
-  bind: 127.0.0.1
-  httpPort: ${HTTP_PORT}
-  httpsPort: ${HTTPS_PORT}
-  image: berth-nginx:1.22
-  rateLimits: { general: { rate: 100000, burst: 100000 } }
-tls: { mode: off }
-`;
-const APP = `name: benchtp
-components:
-  web: { image: ${IMAGE}, port: 8080, health: /health.txt }
-routes:
-  - { path: /, to: web }
-environments:
-  production: { domains: [${DOMAIN}] }
-`;
-
-/** The baseline: what one would write by hand to proxy to one backend with upstream keepalive. */
-function minimalNginxConf(backend: string): string {
-  return `worker_processes auto;
-pid /tmp/nginx.pid;
-error_log stderr warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream backend { server ${backend}; keepalive 32; }
-  server {
-    listen 80 default_server;
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-    }
-  }
-}
-`;
-}
-
 /**
- * berth's own rendered configuration with the router taken out: the upstream is named in the
- * site and its address in nginx.conf, as a configuration rendered without routes-as-data would
- * be. Everything else (logs, headers, request ids, rate limits) stays, so berth against it is
- * what the Lua router costs.
+ * berth's own rendered configuration with the router taken out (fixedRouteEdits), so berth
+ * against it is what the Lua router costs.
  */
 async function fixedRouteCopy(stateDir: string, upstream: string, backend: string): Promise<string> {
   const copy = join(stateDir, "fixed-route");
   const source = proxyDir(stateDir).root;
   await cp(source, copy, { recursive: true, verbatimSymlinks: true });
   const generation = join(copy, await readlink(join(source, "current")));
-  const replace = async (file: string, pattern: RegExp, replacement: string) => {
-    const path = join(generation, file);
-    const text = await readFile(path, "utf8");
-    if (!pattern.test(text)) throw new Error(`fixed-route copy: ${pattern} not found in ${file}`);
-    await rm(path);
-    await writeFile(path, text.replace(pattern, replacement));
-  };
-  await replace("nginx.conf", new RegExp(`upstream ${BACKENDS_UPSTREAM} \\{[^}]*\\{[^}]*\\}[^}]*\\}`), `upstream ${BACKENDS_UPSTREAM} { server ${backend}; keepalive 256; }`);
-  await replace("sites/benchtp.conf", /set_by_lua_block \$berth_upstream \{[^}]*\}/, `set $berth_upstream ${upstream};\n        set $berth_route_limit general;`);
+  const edits = fixedRouteEdits(upstream, backend);
+  const files: Record<string, string> = {};
+  for (const { file } of edits) files[file] = await readFile(join(generation, file), "utf8");
+  applyEdits(files, edits, "fixed-route copy");
+  for (const [file, text] of Object.entries(files)) {
+    // The copy's files are hard links into the live generation: replace them, never write through.
+    await rm(join(generation, file));
+    await writeFile(join(generation, file), text);
+  }
   return copy;
 }
 
@@ -126,7 +77,7 @@ async function startContainer(client: Docker, options: Parameters<Docker["create
 }
 
 async function wrk(target: Target): Promise<WrkResult> {
-  const { stdout } = await mustRun("wrk", [...WRK_ARGS, "-H", `Host: ${DOMAIN}`, target.url], { timeoutMs: 120_000 });
+  const { stdout } = await mustRun("wrk", [...WRK_ARGS, "-H", `Host: ${BENCH_DOMAIN}`, target.url], { timeoutMs: 120_000 });
   return parseWrk(stdout);
 }
 
@@ -135,18 +86,18 @@ async function main(): Promise<void> {
   const stateDir = await mkdtemp(join(tmpdir(), "berth-bench-tp-"));
   await cleanupBench(client, LABELS);
   try {
-    await mustRun("docker", ["build", "-q", ...Object.entries(LABELS).flatMap(([key, value]) => ["--label", `${key}=${value}`]), "-t", IMAGE, join(EXAMPLE_ROOT, "src", "paiss", "web")], {
+    await mustRun("docker", ["build", "-q", ...Object.entries(LABELS).flatMap(([key, value]) => ["--label", `${key}=${value}`]), "-t", BENCH_IMAGE, join(EXAMPLE_ROOT, "src", "paiss", "web")], {
       timeoutMs: 300_000,
       env: { ...process.env, DOCKER_BUILDKIT: "0" },
     });
-    const plan = labelPlan(planFromTexts(PLATFORM, { benchtp: APP }), LABELS);
+    const plan = labelPlan(planFromTexts(BENCH_PLATFORM, { benchtp: BENCH_APP }), LABELS);
     const environment = plan.environments[0]!;
     const backend = environment.components[0]!.containers[0]!;
     const network = environment.network.name;
     await client.createNetwork({ Name: network, Driver: "bridge", Labels: environment.network.labels });
 
     // The backend runs without berth's resource limits: the bench measures the proxies, not a capped tenant.
-    await startContainer(client, { name: backend.name, Image: IMAGE, Labels: backend.labels, HostConfig: { NetworkMode: network } });
+    await startContainer(client, { name: backend.name, Image: BENCH_IMAGE, Labels: backend.labels, HostConfig: { NetworkMode: network } });
     const backendIp = await containerIp(client, backend.name, network);
 
     // berth's proxy exactly as apply starts it: rendered config, one-off nginx -t, swap, start.
@@ -156,7 +107,7 @@ async function main(): Promise<void> {
 
     const minimalDir = join(stateDir, "minimal");
     await mkdir(minimalDir);
-    await writeFile(join(minimalDir, "nginx.conf"), minimalNginxConf(`${backendIp}:${backend.port}`));
+    await writeFile(join(minimalDir, "nginx.conf"), minimalNginxConf({ listen: "80", backend: `${backendIp}:${backend.port}`, pid: "/tmp/nginx.pid" }));
     await startContainer(client, {
       name: MINIMAL_PROXY,
       Image: "berth-nginx:1.22",
@@ -179,19 +130,19 @@ async function main(): Promise<void> {
     // Container addresses avoid docker-proxy, the userland relay Docker puts behind 127.0.0.1 ports;
     // the last target shows what that relay costs on the way a local client reaches berth.
     const targets: Target[] = [
-      { name: "direct to backend", url: `http://${backendIp}:${backend.port}${PATH}` },
-      { name: "hand-written nginx", url: `http://${minimalIp}${PATH}`, proxy: MINIMAL_PROXY },
-      { name: "berth nginx", url: `http://${berthIp}${PATH}`, proxy: plan.proxy.container },
-      { name: "berth config, route fixed (no Lua)", url: `http://${fixedIp}${PATH}`, proxy: FIXED_PROXY },
-      { name: `berth via 127.0.0.1:${HTTP_PORT}`, url: `http://127.0.0.1:${HTTP_PORT}${PATH}` },
+      { name: "direct to backend", url: `http://${backendIp}:${backend.port}${BENCH_PATH}` },
+      { name: "hand-written nginx", url: `http://${minimalIp}${BENCH_PATH}`, proxy: MINIMAL_PROXY },
+      { name: "berth nginx", url: `http://${berthIp}${BENCH_PATH}`, proxy: plan.proxy.container },
+      { name: "berth config, route fixed (no Lua)", url: `http://${fixedIp}${BENCH_PATH}`, proxy: FIXED_PROXY },
+      { name: `berth via 127.0.0.1:${BENCH_HTTP_PORT}`, url: `http://127.0.0.1:${BENCH_HTTP_PORT}${BENCH_PATH}` },
     ];
     for (const target of targets) {
       const url = new URL(target.url);
-      await waitUntil(`${target.name} answers 200`, async () => (await httpStatus(url.hostname, Number(url.port || 80), DOMAIN, PATH)) === 200, 10_000, 100);
+      await waitUntil(`${target.name} answers 200`, async () => (await httpStatus(url.hostname, Number(url.port || 80), BENCH_DOMAIN, BENCH_PATH)) === 200, 10_000, 100);
     }
 
     console.log(`host: ${hostLoad()}`);
-    console.log(`wrk ${WRK_ARGS.join(" ")} -H 'Host: ${DOMAIN}' <target>${PATH}; ${ROUNDS} interleaved round(s), medians`);
+    console.log(`wrk ${WRK_ARGS.join(" ")} -H 'Host: ${BENCH_DOMAIN}' <target>${BENCH_PATH}; ${ROUNDS} interleaved round(s), medians`);
     const results = new Map<string, WrkResult[]>(targets.map((target) => [target.name, []]));
     // The proxy container's CPU time per request: steadier than req/s on a host that wrk, the
     // backend and the proxy share, since it does not depend on who got the CPU when.
