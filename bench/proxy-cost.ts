@@ -118,8 +118,9 @@ function ablations(backend: string, upstream: string): { name: string; what: str
       name: "oldid",
       what: "request id from nginx's $request_id",
       edits: [
-        { file: configFiles.nginxConf, pattern: /default \$berth_generated_id;/, replacement: "default $request_id;" },
-        { file: configFiles.nginxConf, pattern: /^[ \t]*"" \$berth_generated_id;\n/m, replacement: "" },
+        { file: configFiles.nginxConf, pattern: /default \$berth_fresh_request_id;/, replacement: "default $request_id;" },
+        { file: configFiles.nginxConf, pattern: /^[ \t]*"" \$berth_fresh_request_id;\n/m, replacement: "" },
+        { file: configFiles.nginxConf, pattern: /^[ \t]*map \$berth_generated_id \$berth_fresh_request_id \{[^}]*\}\n/m, replacement: "" },
         { file: configFiles.nginxConf, pattern: generatedId, replacement: "" },
         { file: BENCH_SITE, pattern: generatedId, replacement: "" },
       ],

@@ -91,8 +91,8 @@ function identity(environment: EnvironmentPlan): string[] {
 
 /**
  * The port clients used, as published on the host (Docker maps it to 80/443 in the container),
- * for X-Forwarded-Port and the router's redirects: a constant of each server that proxies,
- * cheaper per request than a map of $scheme.
+ * for X-Forwarded-Port and the router's redirects: a constant of each server that serves the app
+ * (routed or in maintenance), cheaper per request than a map of $scheme.
  */
 function forwardedPort(port: number): string {
   return `set $berth_forwarded_port ${port};`;

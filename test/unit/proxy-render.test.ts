@@ -263,14 +263,19 @@ http {
     keepalive_timeout 65s;
     server_names_hash_bucket_size 128;
     server_names_hash_max_size 4096;
-    # $berth_app and $berth_env stay empty for requests no tenant server answered.
+    # Variables a server sets stay empty where it did not run: $berth_app and $berth_env for requests
+    # no tenant server answered, the router's request id for requests nginx refused before any server did.
     uninitialized_variable_warn off;
 
     # A client's X-Request-ID is kept when it looks like an id; otherwise the router makes one.
     map $http_x_request_id $berth_request_id {
-        default $berth_generated_id;
-        "" $berth_generated_id;
+        default $berth_fresh_request_id;
+        "" $berth_fresh_request_id;
         "~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id;
+    }
+    map $berth_generated_id $berth_fresh_request_id {
+        default $berth_generated_id;
+        "" $request_id;
     }
 
     log_format berth_json escape=json
