@@ -225,7 +225,7 @@ end
 
 -- A new random part for this worker's request ids, new keys for the mix of its count (secret:
 -- drawn apart from the part the ids show), and the count from zero.
-local function draw_id_prefix()
+local function draw_id_parts()
   local file = io.open("/dev/urandom", "rb")
   local bytes = file and file:read(20)
   if file then file:close() end
@@ -266,7 +266,7 @@ end
 -- after 2^32 - 1 ids.
 function M.request_id()
   if id_prefix == nil or id_count >= 0xffffffff then
-    draw_id_prefix()
+    draw_id_parts()
   end
   id_count = id_count + 1
   return id_prefix .. tohex(mix(id_count))
@@ -276,7 +276,7 @@ end
 -- random part of its request ids (the master loaded this module: a part drawn there would be
 -- every worker's).
 function M.watch()
-  draw_id_prefix()
+  draw_id_parts()
   register()
   refresh()
   local ok, err = ngx.timer.every(WATCH_SECONDS, function(premature)
