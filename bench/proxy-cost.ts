@@ -17,7 +17,8 @@ import { delimiter, dirname, join } from "node:path";
 import { names } from "../src/plan/names.js";
 import type { PlatformPlan } from "../src/plan/types.js";
 import { configFiles, renderProxyConfig, type ProxyPaths } from "../src/proxy/render.js";
-import { applyEdits, BENCH_APP, BENCH_DOMAIN, BENCH_PATH, BENCH_PLATFORM, BENCH_SITE, fixedRouteEdits, minimalNginxConf, type Edit } from "./proxy-lib.js";
+import { BACKENDS_UPSTREAM } from "../src/proxy/nginx-conf.js";
+import { BENCH_APP, BENCH_DOMAIN, BENCH_PATH, BENCH_PLATFORM, dutiesNginxConf, minimalNginxConf } from "./proxy-lib.js";
 import { hostLoad, httpStatus, mustRun, parseWrk, planFromTexts, printTable, runCommand, waitUntil, type WrkResult } from "./lib.js";
 
 const NGINX = "/usr/sbin/nginx";
@@ -38,6 +39,46 @@ const SINGLE_PROCESS = "daemon off; master_process off;";
 const START_TIMEOUT_MS = 60_000;
 /** callgrind writes its last profile as nginx exits. */
 const STOP_TIMEOUT_MS = 30_000;
+
+/** The app's site file in a rendered generation. */
+const BENCH_SITE = configFiles.site("benchtp");
+
+/** One change to a rendered file; the pattern must match, or the edit no longer means what it says. */
+interface Edit {
+  file: string;
+  pattern: RegExp;
+  replacement: string;
+}
+
+/**
+ * berth's configuration with the router taken out: the site names the upstream and its rate-limit
+ * class, nginx.conf the backend's address, as a configuration rendered without routes-as-data
+ * would. Logs, headers, request ids (still the router's Lua) and limits stay.
+ */
+function fixedRouteEdits(upstream: string, backend: string): Edit[] {
+  return [
+    {
+      file: configFiles.nginxConf,
+      pattern: new RegExp(`upstream ${BACKENDS_UPSTREAM} \\{[^}]*\\{[^}]*\\}[^}]*\\}`),
+      replacement: `upstream ${BACKENDS_UPSTREAM} { server ${backend}; keepalive 256; }`,
+    },
+    {
+      file: BENCH_SITE,
+      pattern: /set_by_lua_block \$berth_upstream \{[^}]*\}/,
+      replacement: `set $berth_upstream ${upstream};\n        set $berth_route_limit general;`,
+    },
+  ];
+}
+
+/** Applies edits to rendered files (path -> text) in place; throws naming the target when a pattern no longer matches. */
+function applyEdits(config: Record<string, string>, edits: Edit[], target: string): void {
+  for (const { file, pattern, replacement } of edits) {
+    const text = config[file];
+    if (text === undefined) throw new Error(`${target}: berth rendered no ${file}`);
+    if (text.search(pattern) < 0) throw new Error(`${target}: ${pattern} not found in ${file}: the rendered configuration changed, update the edit`);
+    config[file] = text.replace(pattern, replacement);
+  }
+}
 
 /**
  * The backend: not what is measured, so the fastest thing at hand. keepalive_requests is raised
@@ -108,8 +149,8 @@ function ablations(backend: string, upstream: string): { name: string; what: str
       edits: [{ file: configFiles.nginxConf, pattern: /^[ \t]*proxy_set_header (?!Host |Connection )[^\n]*;\n/gm, replacement: "" }],
     },
     {
-      // As fixedRouteCopy in proxy-throughput.ts: the site names the upstream and its limit class,
-      // nginx.conf the backend's address. Request ids still come from the router's Lua.
+      // The site names the upstream and its limit class, nginx.conf the backend's address.
+      // Request ids still come from the router's Lua.
       name: "nolua",
       what: "route fixed in the config, no Lua router",
       edits: fixedRouteEdits(upstream, backend),
@@ -117,10 +158,8 @@ function ablations(backend: string, upstream: string): { name: string; what: str
     {
       name: "oldid",
       what: "request id from nginx's $request_id",
+      // With no server setting the router's id, every request gets the map's: nginx's $request_id.
       edits: [
-        { file: configFiles.nginxConf, pattern: /default \$berth_fresh_request_id;/, replacement: "default $request_id;" },
-        { file: configFiles.nginxConf, pattern: /^[ \t]*"" \$berth_fresh_request_id;\n/m, replacement: "" },
-        { file: configFiles.nginxConf, pattern: /^[ \t]*map \$berth_generated_id \$berth_fresh_request_id \{[^}]*\}\n/m, replacement: "" },
         { file: configFiles.nginxConf, pattern: generatedId, replacement: "" },
         { file: BENCH_SITE, pattern: generatedId, replacement: "" },
       ],
@@ -181,6 +220,14 @@ function targets(port: number, backend: string): Target[] {
       what: "hand-written nginx",
       write: async (dir) => {
         await writeFile(join(dir, "nginx.conf"), minimalNginxConf({ listen: `127.0.0.1:${port}`, backend, pid: `${dir}/nginx.pid` }));
+        return join(dir, "nginx.conf");
+      },
+    },
+    {
+      name: "duties",
+      what: "hand-written nginx doing what berth's proxy must",
+      write: async (dir) => {
+        await writeFile(join(dir, "nginx.conf"), dutiesNginxConf({ listen: `127.0.0.1:${port}`, backend, pid: `${dir}/nginx.pid`, accessLog: `${dir}/access.log` }));
         return join(dir, "nginx.conf");
       },
     },

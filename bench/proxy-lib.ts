@@ -1,8 +1,6 @@
-// What the two proxy benches share: the bench platform and its one app, the hand-written nginx
-// they are compared with, and the edit that takes the router out of berth's rendered
-// configuration. proxy-throughput.ts runs them in containers, proxy-cost.ts on the host.
-import { BACKENDS_UPSTREAM } from "../src/proxy/nginx-conf.js";
-import { configFiles } from "../src/proxy/render.js";
+// What the two proxy benches share: the bench platform and its one app, and the hand-written
+// nginx configurations berth's proxy is compared with. proxy-throughput.ts runs them in
+// containers, proxy-cost.ts on the host.
 
 export const BENCH_IMAGE = "berth-bench/paiss-web:latest";
 export const BENCH_DOMAIN = "benchtp.localhost";
@@ -29,9 +27,6 @@ routes:
 environments:
   production: { domains: [${BENCH_DOMAIN}] }
 `;
-/** The app's site file in a rendered generation. */
-export const BENCH_SITE = configFiles.site("benchtp");
-
 /**
  * The baseline: what one would write by hand to proxy to one backend with upstream keepalive.
  * `listen` is "80" in a container, "127.0.0.1:PORT" on the host.
@@ -57,39 +52,50 @@ http {
 `;
 }
 
-/** One change to a rendered file; the pattern must match, or the edit no longer means what it says. */
-export interface Edit {
-  file: string;
-  pattern: RegExp;
-  replacement: string;
-}
-
 /**
- * berth's configuration with the router taken out: the site names the upstream and its rate-limit
- * class, nginx.conf the backend's address, as a configuration rendered without routes-as-data
- * would. Logs, headers, request ids (still the router's Lua) and limits stay.
+ * The hand-written nginx plus, written the usual way, only what berth's proxy must give every
+ * request: X-Real-IP, X-Forwarded-For/Proto/Host; an X-Request-ID (the client's, else nginx's
+ * $request_id) passed upstream and logged; the security headers; a rate limit per client IP;
+ * gzip; long caching for static assets; a buffered JSON access log of app, environment, status,
+ * upstream time and request id. No router: the one upstream is named in the configuration. What
+ * this costs over the minimal one is what those duties cost in any nginx.
  */
-export function fixedRouteEdits(upstream: string, backend: string): Edit[] {
-  return [
-    {
-      file: configFiles.nginxConf,
-      pattern: new RegExp(`upstream ${BACKENDS_UPSTREAM} \\{[^}]*\\{[^}]*\\}[^}]*\\}`),
-      replacement: `upstream ${BACKENDS_UPSTREAM} { server ${backend}; keepalive 256; }`,
-    },
-    {
-      file: BENCH_SITE,
-      pattern: /set_by_lua_block \$berth_upstream \{[^}]*\}/,
-      replacement: `set $berth_upstream ${upstream};\n        set $berth_route_limit general;`,
-    },
-  ];
-}
-
-/** Applies edits to rendered files (path -> text) in place; throws naming the target when a pattern no longer matches. */
-export function applyEdits(config: Record<string, string>, edits: Edit[], target: string): void {
-  for (const { file, pattern, replacement } of edits) {
-    const text = config[file];
-    if (text === undefined) throw new Error(`${target}: berth rendered no ${file}`);
-    if (text.search(pattern) < 0) throw new Error(`${target}: ${pattern} not found in ${file}: the rendered configuration changed, update the edit`);
-    config[file] = text.replace(pattern, replacement);
+export function dutiesNginxConf(options: { listen: string; backend: string; pid: string; accessLog: string }): string {
+  return `worker_processes auto;
+pid ${options.pid};
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+  map $http_x_request_id $req_id { default $http_x_request_id; "" $request_id; }
+  log_format json escape=json '{"time":"$time_iso8601","app":"benchtp","env":"production","status":$status,'
+    '"upstream_response_time":"$upstream_response_time","request_id":"$req_id"}';
+  access_log ${options.accessLog} json buffer=64k flush=1s;
+  limit_req_zone $binary_remote_addr zone=general:10m rate=100000r/s;
+  limit_req_status 429;
+  gzip on;
+  gzip_types text/plain text/css text/javascript application/javascript application/json image/svg+xml;
+  map $uri $asset_cache { default ""; "~*\\.(js|css|png|jpg|jpeg|gif|ico|svg|woff|woff2)$" "public, max-age=604800, immutable"; }
+  upstream backend { server ${options.backend}; keepalive 32; }
+  server {
+    listen ${options.listen} default_server;
+    add_header X-Frame-Options "SAMEORIGIN" always;
+    add_header X-Content-Type-Options "nosniff" always;
+    add_header Referrer-Policy "strict-origin-when-cross-origin" always;
+    add_header Content-Security-Policy "default-src 'self'" always;
+    add_header Cache-Control $asset_cache;
+    location / {
+      limit_req zone=general burst=100000 nodelay;
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Request-ID $req_id;
+    }
   }
+}
+`;
 }

@@ -1,18 +1,17 @@
 // Throughput and latency of one backend measured directly, through a minimal hand-written nginx,
-// and through berth's own proxy (the config renderProxyConfig writes, run by ensureProxy as
-// `berth apply` runs it). Prints medians of interleaved wrk runs and the berth/hand-written ratios.
+// through a hand-written nginx doing for every request what berth's proxy must, and through
+// berth's own proxy (the config renderProxyConfig writes, run by ensureProxy as `berth apply` runs
+// it). Prints medians of interleaved wrk runs and the ratios between them.
 //
 //   npx tsx bench/proxy-throughput.ts            # 3 rounds of 10 s per target
 //   WRK_DURATION=3s ROUNDS=1 npx tsx bench/proxy-throughput.ts
-import { cp, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { waitHealthy, type Docker } from "../src/host/docker.js";
-import { PROXY_MOUNT, proxyDir } from "../src/proxy/apply.js";
-import { names } from "../src/plan/names.js";
-import { ACME_WEBROOT, ensureProxy } from "../src/runtime/proxy.js";
+import { ensureProxy } from "../src/runtime/proxy.js";
 import { scopeLabels } from "./deploy-lib.js";
-import { applyEdits, BENCH_APP, BENCH_DOMAIN, BENCH_HTTP_PORT, BENCH_IMAGE, BENCH_PATH, BENCH_PLATFORM, fixedRouteEdits, minimalNginxConf } from "./proxy-lib.js";
+import { BENCH_APP, BENCH_DOMAIN, BENCH_HTTP_PORT, BENCH_IMAGE, BENCH_PATH, BENCH_PLATFORM, dutiesNginxConf, minimalNginxConf } from "./proxy-lib.js";
 import {
   EXAMPLE_ROOT,
   cleanupBench,
@@ -37,30 +36,12 @@ const DURATION = process.env.WRK_DURATION ?? "10s";
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const WRK_ARGS = ["-t2", "-c32", `-d${DURATION}`, "--latency"];
 const MINIMAL_PROXY = "berth-bench-tp-minimal";
-const FIXED_PROXY = "berth-bench-tp-fixed-route";
+const DUTIES_PROXY = "berth-bench-tp-duties";
+const MINIMAL = "hand-written nginx";
+const DUTIES = "hand-written nginx, proxy duties";
+const BERTH = "berth nginx";
 /** berth.bench=true and berth.bench.scope=tp on everything this bench creates; cleanup removes only those. */
 const LABELS = scopeLabels("tp");
-
-/**
- * berth's own rendered configuration with the router taken out (fixedRouteEdits), so berth
- * against it is what the Lua router costs.
- */
-async function fixedRouteCopy(stateDir: string, upstream: string, backend: string): Promise<string> {
-  const copy = join(stateDir, "fixed-route");
-  const source = proxyDir(stateDir).root;
-  await cp(source, copy, { recursive: true, verbatimSymlinks: true });
-  const generation = join(copy, await readlink(join(source, "current")));
-  const edits = fixedRouteEdits(upstream, backend);
-  const files: Record<string, string> = {};
-  for (const { file } of edits) files[file] = await readFile(join(generation, file), "utf8");
-  applyEdits(files, edits, "fixed-route copy");
-  for (const [file, text] of Object.entries(files)) {
-    // The copy's files are hard links into the live generation: replace them, never write through.
-    await rm(join(generation, file));
-    await writeFile(join(generation, file), text);
-  }
-  return copy;
-}
 
 interface Target {
   name: string;
@@ -117,23 +98,26 @@ async function main(): Promise<void> {
     });
     const minimalIp = await containerIp(client, MINIMAL_PROXY, network);
 
-    const fixedDir = await fixedRouteCopy(stateDir, names.upstream(environment.app, environment.env, environment.components[0]!.name), `${backendIp}:${backend.port}`);
+    const dutiesDir = join(stateDir, "duties");
+    await mkdir(dutiesDir);
+    const dutiesConf = dutiesNginxConf({ listen: "80", backend: `${backendIp}:${backend.port}`, pid: "/tmp/nginx.pid", accessLog: "/var/log/bench/access.log" });
+    await writeFile(join(dutiesDir, "nginx.conf"), dutiesConf);
     await startContainer(client, {
-      name: FIXED_PROXY,
-      Image: plan.proxy.image,
-      Cmd: ["nginx", "-g", "daemon off;", "-c", `${PROXY_MOUNT}/current/nginx.conf`],
+      name: DUTIES_PROXY,
+      Image: "berth-nginx:1.22",
+      Cmd: ["nginx", "-g", "daemon off;", "-c", "/bench/nginx.conf"],
       Labels: LABELS,
-      HostConfig: { NetworkMode: network, Binds: [`${fixedDir}:${PROXY_MOUNT}:ro`, `${join(stateDir, "acme")}:${ACME_WEBROOT}:ro`], Tmpfs: { "/var/log/berth": "" } },
+      HostConfig: { NetworkMode: network, Binds: [`${dutiesDir}:/bench:ro`], Tmpfs: { "/var/log/bench": "" } },
     });
-    const fixedIp = await containerIp(client, FIXED_PROXY, network);
+    const dutiesIp = await containerIp(client, DUTIES_PROXY, network);
 
     // Container addresses avoid docker-proxy, the userland relay Docker puts behind 127.0.0.1 ports;
     // the last target shows what that relay costs on the way a local client reaches berth.
     const targets: Target[] = [
       { name: "direct to backend", url: `http://${backendIp}:${backend.port}${BENCH_PATH}` },
-      { name: "hand-written nginx", url: `http://${minimalIp}${BENCH_PATH}`, proxy: MINIMAL_PROXY },
-      { name: "berth nginx", url: `http://${berthIp}${BENCH_PATH}`, proxy: plan.proxy.container },
-      { name: "berth config, route fixed (no Lua)", url: `http://${fixedIp}${BENCH_PATH}`, proxy: FIXED_PROXY },
+      { name: MINIMAL, url: `http://${minimalIp}${BENCH_PATH}`, proxy: MINIMAL_PROXY },
+      { name: DUTIES, url: `http://${dutiesIp}${BENCH_PATH}`, proxy: DUTIES_PROXY },
+      { name: BERTH, url: `http://${berthIp}${BENCH_PATH}`, proxy: plan.proxy.container },
       { name: `berth via 127.0.0.1:${BENCH_HTTP_PORT}`, url: `http://127.0.0.1:${BENCH_HTTP_PORT}${BENCH_PATH}` },
     ];
     for (const target of targets) {
@@ -179,29 +163,26 @@ async function main(): Promise<void> {
         return [name, s.rps.toFixed(0), ms(s.p50), ms(s.p99), String(s.errors)];
       }),
     );
-    const minimal = summary("hand-written nginx");
-    const berth = summary("berth nginx");
     console.log("");
     // Rounds are interleaved, so each round's pair saw nearly the same host: its ratio is steadier
     // on a busy machine than the ratio of the medians.
-    const paired = (pick: (run: WrkResult) => number) => {
-      const hand = results.get("hand-written nginx")!;
-      return results.get("berth nginx")!.map((run, round) => pick(run) / pick(hand[round]!));
+    const compare = (label: string, numerator: string, denominator: string, note: string) => {
+      const top = results.get(numerator)!;
+      const bottom = results.get(denominator)!;
+      const perRound = (pick: (run: WrkResult) => number) => top.map((run, round) => pick(run) / pick(bottom[round]!));
+      const list = (ratios: number[]) => ratios.map((ratio) => ratio.toFixed(2)).join(", ");
+      const rps = perRound((run) => run.requestsPerSecond);
+      const p99 = perRound((run) => run.p99Ms);
+      const cpuTop = cpuPerRequest.get(numerator)!;
+      const cpuBottom = cpuPerRequest.get(denominator)!;
+      console.log(`${label}${note}`);
+      console.log(`  req/s: ${(summary(numerator).rps / summary(denominator).rps).toFixed(3)} (ratio of medians); per round ${list(rps)}, median ${median(rps).toFixed(3)}`);
+      console.log(`  p99:   ${(summary(numerator).p99 / summary(denominator).p99).toFixed(3)} (ratio of medians); per round ${list(p99)}, median ${median(p99).toFixed(3)} (lower is better)`);
+      console.log(`  proxy CPU per request, medians: ${median(cpuTop).toFixed(1)} vs ${median(cpuBottom).toFixed(1)} µs, ratio ${(median(cpuTop) / median(cpuBottom)).toFixed(2)} (lower is better)`);
     };
-    const rpsRatios = paired((run) => run.requestsPerSecond);
-    const p99Ratios = paired((run) => run.p99Ms);
-    const list = (ratios: number[]) => ratios.map((ratio) => ratio.toFixed(2)).join(", ");
-    console.log(`berth / hand-written req/s: ${(berth.rps / minimal.rps).toFixed(3)} (ratio of medians); per round ${list(rpsRatios)}, median ${median(rpsRatios).toFixed(3)}  (target >= 0.95)`);
-    console.log(`berth / hand-written p99:   ${(berth.p99 / minimal.p99).toFixed(3)} (ratio of medians); per round ${list(p99Ratios)}, median ${median(p99Ratios).toFixed(3)}  (lower is better)`);
-    const fixed = summary("berth config, route fixed (no Lua)");
-    console.log(`berth / its own config with the route fixed (what the Lua router costs): ${(berth.rps / fixed.rps).toFixed(3)}; fixed route / hand-written (what logs, headers, ids and limits cost): ${(fixed.rps / minimal.rps).toFixed(3)}`);
-    const handCpu = cpuPerRequest.get("hand-written nginx");
-    const berthCpu = cpuPerRequest.get("berth nginx");
-    if (handCpu && berthCpu) {
-      console.log(
-        `proxy CPU per request, median: berth ${median(berthCpu).toFixed(1)} µs, hand-written ${median(handCpu).toFixed(1)} µs, ratio ${(median(berthCpu) / median(handCpu)).toFixed(2)} (lower is better)`,
-      );
-    }
+    compare("berth / hand-written", BERTH, MINIMAL, " (target: req/s >= 0.95)");
+    compare(`${DUTIES} / hand-written`, DUTIES, MINIMAL, ": what the proxy's duties cost in any nginx");
+    compare(`berth / ${DUTIES}`, BERTH, DUTIES, ": what berth's way of doing them costs (the router, its request ids) and what it gives beyond them");
     console.log(`host after: ${hostLoad()}`);
   } finally {
     await cleanupBench(client, LABELS);

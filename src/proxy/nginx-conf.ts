@@ -97,7 +97,7 @@ function basics(): ConfigLine[] {
     "server_names_hash_bucket_size 128;",
     "server_names_hash_max_size 4096;",
     "# Variables a server sets stay empty where it did not run: $berth_app and $berth_env for requests",
-    "# no tenant server answered, the router's request id for requests nginx refused before any server did.",
+    "# no tenant server answered.",
     "uninitialized_variable_warn off;",
   ];
 }
@@ -107,19 +107,24 @@ const GENERATED_REQUEST_ID = "berth_generated_id";
 
 /**
  * The id a request is logged, proxied and answered with: the client's, or the one its server made
- * (requestIdLine). The "" entry spares a request without the header the regex. A request nginx
- * answers before any server's directives run (a malformed request line or header, plain HTTP
- * on the TLS port) has no id of the router's: nginx's own $request_id, read only then, names it.
+ * (requestIdLine). The "" entry spares a request without the header the regex.
+ *
+ * The router's id is also a map's variable, so it always has a value. Every server sets it first
+ * thing, and nginx keeps the value a server set over the map's. A request nginx answers before
+ * any server's directives run (a malformed request line or header, plain HTTP on the TLS port)
+ * gets nginx's own $request_id from the map, read only then. Every other request costs the map
+ * nothing: its value is not looked up where a server set one.
  */
 export function requestIds(): ConfigLine[] {
   return [
     "# A client's X-Request-ID is kept when it looks like an id; otherwise the router makes one.",
     block("map $http_x_request_id $berth_request_id", [
-      "default $berth_fresh_request_id;",
-      '"" $berth_fresh_request_id;',
+      `default $${GENERATED_REQUEST_ID};`,
+      `"" $${GENERATED_REQUEST_ID};`,
       '"~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id;',
     ]),
-    block(`map $${GENERATED_REQUEST_ID} $berth_fresh_request_id`, [`default $${GENERATED_REQUEST_ID};`, '"" $request_id;']),
+    "# Set by every server (the router's id); this value only where no server ran.",
+    block(`map "" $${GENERATED_REQUEST_ID}`, ["default $request_id;"]),
   ];
 }
 

@@ -264,18 +264,18 @@ http {
     server_names_hash_bucket_size 128;
     server_names_hash_max_size 4096;
     # Variables a server sets stay empty where it did not run: $berth_app and $berth_env for requests
-    # no tenant server answered, the router's request id for requests nginx refused before any server did.
+    # no tenant server answered.
     uninitialized_variable_warn off;
 
     # A client's X-Request-ID is kept when it looks like an id; otherwise the router makes one.
     map $http_x_request_id $berth_request_id {
-        default $berth_fresh_request_id;
-        "" $berth_fresh_request_id;
+        default $berth_generated_id;
+        "" $berth_generated_id;
         "~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id;
     }
-    map $berth_generated_id $berth_fresh_request_id {
-        default $berth_generated_id;
-        "" $request_id;
+    # Set by every server (the router's id); this value only where no server ran.
+    map "" $berth_generated_id {
+        default $request_id;
     }
 
     log_format berth_json escape=json
