@@ -34,7 +34,9 @@ import {
 
 const DURATION = process.env.WRK_DURATION ?? "10s";
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
-const WRK_ARGS = ["-t2", "-c32", `-d${DURATION}`, "--latency"];
+const WRK_ARGS = ["-t2", "-c32", "--latency"];
+/** Unmeasured, per target, before the rounds: upstream connections open, LuaJIT compiles the router. */
+const WARMUP = "2s";
 const MINIMAL_PROXY = "berth-bench-tp-minimal";
 const DUTIES_PROXY = "berth-bench-tp-duties";
 const MINIMAL = "hand-written nginx";
@@ -57,8 +59,26 @@ async function startContainer(client: Docker, options: Parameters<Docker["create
   if (!health.ok) throw new Error(`${options.name}: ${health.reason}`);
 }
 
-async function wrk(target: Target): Promise<WrkResult> {
-  const { stdout } = await mustRun("wrk", [...WRK_ARGS, "-H", `Host: ${BENCH_DOMAIN}`, target.url], { timeoutMs: 120_000 });
+/** Where a hand-written nginx may write its access log: a tmpfs in its container. */
+const HAND_WRITTEN_LOGS = "/var/log/bench";
+
+/** A hand-written nginx configuration run in berth's nginx image on the backend's network; returns its address there. */
+async function startHandWritten(client: Docker, stateDir: string, network: string, name: string, conf: string): Promise<string> {
+  const dir = join(stateDir, name);
+  await mkdir(dir);
+  await writeFile(join(dir, "nginx.conf"), conf);
+  await startContainer(client, {
+    name,
+    Image: "berth-nginx:1.22",
+    Cmd: ["nginx", "-g", "daemon off;", "-c", "/bench/nginx.conf"],
+    Labels: LABELS,
+    HostConfig: { NetworkMode: network, Binds: [`${dir}:/bench:ro`], Tmpfs: { [HAND_WRITTEN_LOGS]: "" } },
+  });
+  return containerIp(client, name, network);
+}
+
+async function wrk(target: Target, duration = DURATION): Promise<WrkResult> {
+  const { stdout } = await mustRun("wrk", [...WRK_ARGS, `-d${duration}`, "-H", `Host: ${BENCH_DOMAIN}`, target.url], { timeoutMs: 120_000 });
   return parseWrk(stdout);
 }
 
@@ -86,30 +106,10 @@ async function main(): Promise<void> {
     await ensureProxy(client, plan, stateDir, new Map([[backend.name, backend.name]]), () => undefined);
     const berthIp = await containerIp(client, plan.proxy.container, network);
 
-    const minimalDir = join(stateDir, "minimal");
-    await mkdir(minimalDir);
-    await writeFile(join(minimalDir, "nginx.conf"), minimalNginxConf({ listen: "80", backend: `${backendIp}:${backend.port}`, pid: "/tmp/nginx.pid" }));
-    await startContainer(client, {
-      name: MINIMAL_PROXY,
-      Image: "berth-nginx:1.22",
-      Cmd: ["nginx", "-g", "daemon off;", "-c", "/bench/nginx.conf"],
-      Labels: LABELS,
-      HostConfig: { NetworkMode: network, Binds: [`${minimalDir}:/bench:ro`] },
-    });
-    const minimalIp = await containerIp(client, MINIMAL_PROXY, network);
-
-    const dutiesDir = join(stateDir, "duties");
-    await mkdir(dutiesDir);
-    const dutiesConf = dutiesNginxConf({ listen: "80", backend: `${backendIp}:${backend.port}`, pid: "/tmp/nginx.pid", accessLog: "/var/log/bench/access.log" });
-    await writeFile(join(dutiesDir, "nginx.conf"), dutiesConf);
-    await startContainer(client, {
-      name: DUTIES_PROXY,
-      Image: "berth-nginx:1.22",
-      Cmd: ["nginx", "-g", "daemon off;", "-c", "/bench/nginx.conf"],
-      Labels: LABELS,
-      HostConfig: { NetworkMode: network, Binds: [`${dutiesDir}:/bench:ro`], Tmpfs: { "/var/log/bench": "" } },
-    });
-    const dutiesIp = await containerIp(client, DUTIES_PROXY, network);
+    const upstream = `${backendIp}:${backend.port}`;
+    const minimalIp = await startHandWritten(client, stateDir, network, MINIMAL_PROXY, minimalNginxConf({ listen: "80", backend: upstream, pid: "/tmp/nginx.pid" }));
+    const dutiesConf = dutiesNginxConf({ listen: "80", backend: upstream, pid: "/tmp/nginx.pid", accessLog: `${HAND_WRITTEN_LOGS}/access.log` });
+    const dutiesIp = await startHandWritten(client, stateDir, network, DUTIES_PROXY, dutiesConf);
 
     // Container addresses avoid docker-proxy, the userland relay Docker puts behind 127.0.0.1 ports;
     // the last target shows what that relay costs on the way a local client reaches berth.
@@ -125,8 +125,9 @@ async function main(): Promise<void> {
       await waitUntil(`${target.name} answers 200`, async () => (await httpStatus(url.hostname, Number(url.port || 80), BENCH_DOMAIN, BENCH_PATH)) === 200, 10_000, 100);
     }
 
+    for (const target of targets) await wrk(target, WARMUP);
     console.log(`host: ${hostLoad()}`);
-    console.log(`wrk ${WRK_ARGS.join(" ")} -H 'Host: ${BENCH_DOMAIN}' <target>${BENCH_PATH}; ${ROUNDS} interleaved round(s), medians`);
+    console.log(`wrk ${WRK_ARGS.join(" ")} -d${DURATION} -H 'Host: ${BENCH_DOMAIN}' <target>${BENCH_PATH}, after a ${WARMUP} warm-up of each; ${ROUNDS} interleaved round(s), medians`);
     const results = new Map<string, WrkResult[]>(targets.map((target) => [target.name, []]));
     // The proxy container's CPU time per request: steadier than req/s on a host that wrk, the
     // backend and the proxy share, since it does not depend on who got the CPU when.
