@@ -1,5 +1,6 @@
 // What a proxied request costs the proxy's CPU, counted rather than timed: user-space
-// instructions per request (valgrind's callgrind) of a minimal hand-written nginx, of berth's
+// instructions per request (valgrind's callgrind) of a minimal hand-written nginx, of hand-written
+// ones giving every request what a platform proxy must and all berth's proxy gives, of berth's
 // rendered proxy configuration, and of berth's configuration with one feature taken out at a
 // time. Wall-clock throughput on a small VM moves by ±10% between runs; instruction counts move
 // by less than 1%, so this bench says where the proxy's CPU goes, which proxy-throughput.ts
@@ -18,7 +19,7 @@ import { names } from "../src/plan/names.js";
 import type { PlatformPlan } from "../src/plan/types.js";
 import { configFiles, renderProxyConfig, type ProxyPaths } from "../src/proxy/render.js";
 import { BACKENDS_UPSTREAM } from "../src/proxy/nginx-conf.js";
-import { BENCH_APP, BENCH_DOMAIN, BENCH_PATH, BENCH_PLATFORM, dutiesNginxConf, minimalNginxConf } from "./proxy-lib.js";
+import { BENCH_APP, BENCH_DOMAIN, BENCH_PATH, BENCH_PLATFORM, handWrittenNginxConf, minimalNginxConf } from "./proxy-lib.js";
 import { hostLoad, httpStatus, mustRun, parseWrk, planFromTexts, printTable, runCommand, waitUntil, type WrkResult } from "./lib.js";
 
 const NGINX = "/usr/sbin/nginx";
@@ -223,14 +224,14 @@ function targets(port: number, backend: string): Target[] {
         return join(dir, "nginx.conf");
       },
     },
-    {
-      name: "duties",
-      what: "hand-written nginx doing what berth's proxy must",
-      write: async (dir) => {
-        await writeFile(join(dir, "nginx.conf"), dutiesNginxConf({ listen: `127.0.0.1:${port}`, backend, pid: `${dir}/nginx.pid`, accessLog: `${dir}/access.log` }));
+    ...(["required", "berth"] as const).map((level) => ({
+      name: level === "required" ? "required" : "features",
+      what: level === "required" ? "hand-written nginx, required duties" : "hand-written nginx, berth's features",
+      write: async (dir: string) => {
+        await writeFile(join(dir, "nginx.conf"), handWrittenNginxConf(level, { listen: `127.0.0.1:${port}`, backend, pid: `${dir}/nginx.pid`, accessLog: `${dir}/access.log` }));
         return join(dir, "nginx.conf");
       },
-    },
+    })),
     berth("berth", "berth's rendered configuration", []),
     ...ablations(backend, upstreamOf(plan)).map(({ name, what, edits }) => berth(name, `berth, ${what}`, edits)),
   ];
@@ -471,8 +472,9 @@ async function main(): Promise<void> {
       console.log(`  ${target.name}: ${thousands(perRequest)} instructions/request over ${requests} requests`);
     }
 
-    const minimal = measured.find((entry) => entry.target.name === "minimal")!.instructionsPerRequest;
-    const berth = measured.find((entry) => entry.target.name === "berth")!.instructionsPerRequest;
+    const perRequest = (name: string) => measured.find((entry) => entry.target.name === name)!.instructionsPerRequest;
+    const minimal = perRequest("minimal");
+    const berth = perRequest("berth");
     console.log("");
     printTable(
       ["target", "requests", "instructions/request", "vs berth", "vs hand-written", ...(hasStrace ? ["syscalls/request"] : [])],
@@ -486,7 +488,7 @@ async function main(): Promise<void> {
       ]),
     );
     console.log("");
-    console.log(`berth / hand-written instructions per request: ${(berth / minimal).toFixed(2)}`);
+    console.log(`instructions per request: berth / hand-written ${(berth / minimal).toFixed(2)}; required duties / hand-written ${(perRequest("required") / minimal).toFixed(2)}; berth / berth's features hand-written ${(berth / perRequest("features")).toFixed(2)}`);
     if (hasStrace) {
       console.log("");
       printSyscalls(measured.map(({ target, syscalls }) => ({ name: target.name, syscalls: syscalls! })));

@@ -1,5 +1,6 @@
 // Throughput and latency of one backend measured directly, through a minimal hand-written nginx,
-// through a hand-written nginx doing for every request what berth's proxy must, and through
+// through hand-written nginx configurations giving every request what a platform proxy must and
+// everything berth's proxy gives, and through
 // berth's own proxy (the config renderProxyConfig writes, run by ensureProxy as `berth apply` runs
 // it). Prints medians of interleaved wrk runs and the ratios between them.
 //
@@ -11,7 +12,7 @@ import { join } from "node:path";
 import { waitHealthy, type Docker } from "../src/host/docker.js";
 import { ensureProxy } from "../src/runtime/proxy.js";
 import { scopeLabels } from "./deploy-lib.js";
-import { BENCH_APP, BENCH_DOMAIN, BENCH_HTTP_PORT, BENCH_IMAGE, BENCH_PATH, BENCH_PLATFORM, dutiesNginxConf, minimalNginxConf } from "./proxy-lib.js";
+import { BENCH_APP, BENCH_DOMAIN, BENCH_HTTP_PORT, BENCH_IMAGE, BENCH_PATH, BENCH_PLATFORM, handWrittenNginxConf, minimalNginxConf } from "./proxy-lib.js";
 import {
   EXAMPLE_ROOT,
   cleanupBench,
@@ -38,9 +39,11 @@ const WRK_ARGS = ["-t2", "-c32", "--latency"];
 /** Unmeasured, per target, before the rounds: upstream connections open, LuaJIT compiles the router. */
 const WARMUP = "2s";
 const MINIMAL_PROXY = "berth-bench-tp-minimal";
-const DUTIES_PROXY = "berth-bench-tp-duties";
+const REQUIRED_PROXY = "berth-bench-tp-required";
+const FEATURES_PROXY = "berth-bench-tp-features";
 const MINIMAL = "hand-written nginx";
-const DUTIES = "hand-written nginx, proxy duties";
+const REQUIRED = "hand-written nginx, required duties";
+const FEATURES = "hand-written nginx, berth's features";
 const BERTH = "berth nginx";
 /** berth.bench=true and berth.bench.scope=tp on everything this bench creates; cleanup removes only those. */
 const LABELS = scopeLabels("tp");
@@ -108,15 +111,17 @@ async function main(): Promise<void> {
 
     const upstream = `${backendIp}:${backend.port}`;
     const minimalIp = await startHandWritten(client, stateDir, network, MINIMAL_PROXY, minimalNginxConf({ listen: "80", backend: upstream, pid: "/tmp/nginx.pid" }));
-    const dutiesConf = dutiesNginxConf({ listen: "80", backend: upstream, pid: "/tmp/nginx.pid", accessLog: `${HAND_WRITTEN_LOGS}/access.log` });
-    const dutiesIp = await startHandWritten(client, stateDir, network, DUTIES_PROXY, dutiesConf);
+    const handWritten = (level: "required" | "berth") => handWrittenNginxConf(level, { listen: "80", backend: upstream, pid: "/tmp/nginx.pid", accessLog: `${HAND_WRITTEN_LOGS}/access.log` });
+    const requiredIp = await startHandWritten(client, stateDir, network, REQUIRED_PROXY, handWritten("required"));
+    const featuresIp = await startHandWritten(client, stateDir, network, FEATURES_PROXY, handWritten("berth"));
 
     // Container addresses avoid docker-proxy, the userland relay Docker puts behind 127.0.0.1 ports;
     // the last target shows what that relay costs on the way a local client reaches berth.
     const targets: Target[] = [
       { name: "direct to backend", url: `http://${backendIp}:${backend.port}${BENCH_PATH}` },
       { name: MINIMAL, url: `http://${minimalIp}${BENCH_PATH}`, proxy: MINIMAL_PROXY },
-      { name: DUTIES, url: `http://${dutiesIp}${BENCH_PATH}`, proxy: DUTIES_PROXY },
+      { name: REQUIRED, url: `http://${requiredIp}${BENCH_PATH}`, proxy: REQUIRED_PROXY },
+      { name: FEATURES, url: `http://${featuresIp}${BENCH_PATH}`, proxy: FEATURES_PROXY },
       { name: BERTH, url: `http://${berthIp}${BENCH_PATH}`, proxy: plan.proxy.container },
       { name: `berth via 127.0.0.1:${BENCH_HTTP_PORT}`, url: `http://127.0.0.1:${BENCH_HTTP_PORT}${BENCH_PATH}` },
     ];
@@ -174,16 +179,21 @@ async function main(): Promise<void> {
       const list = (ratios: number[]) => ratios.map((ratio) => ratio.toFixed(2)).join(", ");
       const rps = perRound((run) => run.requestsPerSecond);
       const p99 = perRound((run) => run.p99Ms);
-      const cpuTop = cpuPerRequest.get(numerator)!;
-      const cpuBottom = cpuPerRequest.get(denominator)!;
       console.log(`${label}${note}`);
       console.log(`  req/s: ${(summary(numerator).rps / summary(denominator).rps).toFixed(3)} (ratio of medians); per round ${list(rps)}, median ${median(rps).toFixed(3)}`);
       console.log(`  p99:   ${(summary(numerator).p99 / summary(denominator).p99).toFixed(3)} (ratio of medians); per round ${list(p99)}, median ${median(p99).toFixed(3)} (lower is better)`);
-      console.log(`  proxy CPU per request, medians: ${median(cpuTop).toFixed(1)} vs ${median(cpuBottom).toFixed(1)} µs, ratio ${(median(cpuTop) / median(cpuBottom)).toFixed(2)} (lower is better)`);
+      // Empty where the container's cgroup was not found (containerCpuMicros knows cgroup v1 and systemd's v2 layout).
+      const cpuTop = cpuPerRequest.get(numerator) ?? [];
+      const cpuBottom = cpuPerRequest.get(denominator) ?? [];
+      if (cpuTop.length > 0 && cpuBottom.length > 0) {
+        console.log(`  proxy CPU per request, medians: ${median(cpuTop).toFixed(1)} vs ${median(cpuBottom).toFixed(1)} µs, ratio ${(median(cpuTop) / median(cpuBottom)).toFixed(2)} (lower is better)`);
+      } else {
+        console.log("  proxy CPU per request: not measured (the proxies' cgroups were not found)");
+      }
     };
     compare("berth / hand-written", BERTH, MINIMAL, " (target: req/s >= 0.95)");
-    compare(`${DUTIES} / hand-written`, DUTIES, MINIMAL, ": what the proxy's duties cost in any nginx");
-    compare(`berth / ${DUTIES}`, BERTH, DUTIES, ": what berth's way of doing them costs (the router, its request ids) and what it gives beyond them");
+    compare(`${REQUIRED} / hand-written`, REQUIRED, MINIMAL, ": what the duties every platform proxy owes a request cost in any nginx");
+    compare(`berth / ${FEATURES}`, BERTH, FEATURES, ": what berth's own way of giving the same costs (the router, its request ids)");
     console.log(`host after: ${hostLoad()}`);
   } finally {
     await cleanupBench(client, LABELS);

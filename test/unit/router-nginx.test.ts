@@ -255,14 +255,20 @@ describe("the router in nginx", { skip: CAN_RUN ? false : "nginx or its Lua modu
     assert.equal(replaced.seenId, replaced.requestId);
 
     // The unavailable page is an internal redirect, which runs the server's line again: the id
-    // already passed upstream still answers and is logged.
-    const refusing = await backend("gone", "127.0.0.1");
-    const refusingAddress = `127.0.0.1:${(refusing.address() as AddressInfo).port}`;
-    await new Promise((resolve) => refusing.close(resolve));
-    await adopt([["prefix", "/", "web"]], { t_web_prod: [refusingAddress] });
+    // already passed upstream still answers and is logged. This backend reads the request, keeps
+    // the id it got, and drops the connection unanswered: nginx answers 502.
+    const seenByDropping: unknown[] = [];
+    const dropping = createServer((req) => {
+      seenByDropping.push(req.headers["x-request-id"]);
+      req.socket.destroy();
+    });
+    await new Promise<void>((resolve) => dropping.listen(0, "127.0.0.1", resolve));
+    await adopt([["prefix", "/", "web"]], { t_web_prod: [`127.0.0.1:${(dropping.address() as AddressInfo).port}`] });
     const unavailable = await getWithIds(port, "/y");
+    await new Promise((resolve) => dropping.close(resolve));
     assert.equal(unavailable.status, 502);
     assert.match(unavailable.requestId ?? "", /^[0-9a-f]{32}$/);
+    assert.deepEqual(seenByDropping, [unavailable.requestId], "the backend got the id the 502 answered with");
     // nginx writes the log line after the answer: wait for it.
     let log = "";
     for (const deadline = Date.now() + 5000; !log.includes(`${unavailable.requestId} 502\n`) && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
