@@ -62,7 +62,10 @@ async function startContainer(client: Docker, options: Parameters<Docker["create
   if (!health.ok) throw new Error(`${options.name}: ${health.reason}`);
 }
 
-/** Where a hand-written nginx may write its access log: a tmpfs in its container. */
+/**
+ * Where a hand-written nginx writes its access log: a Docker volume, as berth's proxy does, so
+ * that all of them write to the same disk (a tmpfs would spare them the writes berth makes).
+ */
 const HAND_WRITTEN_LOGS = "/var/log/bench";
 
 /** A hand-written nginx configuration run in berth's nginx image on the backend's network; returns its address there. */
@@ -70,12 +73,13 @@ async function startHandWritten(client: Docker, stateDir: string, network: strin
   const dir = join(stateDir, name);
   await mkdir(dir);
   await writeFile(join(dir, "nginx.conf"), conf);
+  await labelledVolume(client, `${name}-logs`, LABELS);
   await startContainer(client, {
     name,
     Image: "berth-nginx:1.22",
     Cmd: ["nginx", "-g", "daemon off;", "-c", "/bench/nginx.conf"],
     Labels: LABELS,
-    HostConfig: { NetworkMode: network, Binds: [`${dir}:/bench:ro`], Tmpfs: { [HAND_WRITTEN_LOGS]: "" } },
+    HostConfig: { NetworkMode: network, Binds: [`${dir}:/bench:ro`, `${name}-logs:${HAND_WRITTEN_LOGS}`] },
   });
   return containerIp(client, name, network);
 }
