@@ -6,9 +6,12 @@
 import type { EnvironmentPlan, SecurityHeaders } from "../plan/types.js";
 import { quotedText } from "./syntax.js";
 
-/** Request headers every upstream receives (http level). */
+/** Request headers every upstream receives, and what the proxy keeps of its answers (http level). */
 export function proxyHeaders(): string[] {
   return [
+    // Each server answers with the request's id (securityHeaders): an app that echoes the id it
+    // was given would otherwise make the response carry the header twice.
+    "proxy_hide_header X-Request-ID;",
     "proxy_set_header Host $host;",
     "proxy_set_header X-Real-IP $remote_addr;",
     // The proxy is the edge: a chain sent by the client would let anyone claim any address.

@@ -244,7 +244,8 @@ function upstreamTransport(): ConfigLine[] {
     "proxy_http_version 1.1;",
     "proxy_connect_timeout 5s;",
     "proxy_next_upstream error timeout;",
-    "# Request headers for every upstream; no location sets its own, so all inherit these.",
+    "# Request headers for every upstream, and the app's own X-Request-ID dropped (each server answers with",
+    "# the request's id); no location sets its own, so all inherit these.",
     ...proxyHeaders(),
   ];
 }

@@ -78,6 +78,10 @@ describe("berth apply", { timeout: 600_000 }, () => {
     assert.equal(response.headers["strict-transport-security"], undefined, "HSTS is opt-in");
     const generated = await httpsGet("bta-site.test", "/");
     assert.match(String(generated.headers["x-request-id"]), /^[0-9a-f]{32}$/);
+    // The API echoes the id it was given: the answer still carries it once (Node joins repeated headers with ", ").
+    const echoed = await httpsGet("bta-api.test", "/", { "x-request-id": "test-request-43" });
+    assert.equal(echoed.status, 200);
+    assert.equal(echoed.headers["x-request-id"], "test-request-43");
   });
 
   test("database-backed environments write and read their own database", async () => {

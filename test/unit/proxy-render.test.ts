@@ -360,7 +360,9 @@ http {
     proxy_http_version 1.1;
     proxy_connect_timeout 5s;
     proxy_next_upstream error timeout;
-    # Request headers for every upstream; no location sets its own, so all inherit these.
+    # Request headers for every upstream, and the app's own X-Request-ID dropped (each server answers with
+    # the request's id); no location sets its own, so all inherit these.
+    proxy_hide_header X-Request-ID;
     proxy_set_header Host $host;
     proxy_set_header X-Real-IP $remote_addr;
     proxy_set_header X-Forwarded-For $remote_addr;
