@@ -1,8 +1,8 @@
 // Throughput and latency of one backend measured directly, through a minimal hand-written nginx,
-// through hand-written nginx configurations giving every request what a platform proxy must and
-// everything berth's proxy gives, and through
-// berth's own proxy (the config renderProxyConfig writes, run by ensureProxy as `berth apply` runs
-// it). Prints medians of interleaved wrk runs and the ratios between them.
+// through two more hand-written ones (one giving every request only what a platform proxy must,
+// one everything berth's proxy gives), and through berth's own proxy (the config
+// renderProxyConfig writes, run by ensureProxy as `berth apply` runs it). Prints medians of
+// interleaved wrk runs and the ratios between them.
 //
 //   npx tsx bench/proxy-throughput.ts            # 3 rounds of 10 s per target
 //   WRK_DURATION=3s ROUNDS=1 npx tsx bench/proxy-throughput.ts
