@@ -215,23 +215,19 @@ function targets(port: number, backend: string): Target[] {
     what,
     write: (dir) => writeBerth(dir, plan, backend, [...hostEdits(port), ...edits], name),
   });
-  return [
-    {
-      name: "minimal",
-      what: "hand-written nginx",
-      write: async (dir) => {
-        await writeFile(join(dir, "nginx.conf"), minimalNginxConf({ listen: `127.0.0.1:${port}`, backend, pid: `${dir}/nginx.pid` }));
-        return join(dir, "nginx.conf");
-      },
+  const handWritten = (name: string, what: string, conf: (dir: string) => string): Target => ({
+    name,
+    what,
+    write: async (dir) => {
+      await writeFile(join(dir, "nginx.conf"), conf(dir));
+      return join(dir, "nginx.conf");
     },
-    ...(["required", "berth"] as const).map((level) => ({
-      name: level === "required" ? "required" : "features",
-      what: level === "required" ? "hand-written nginx, required duties" : "hand-written nginx, berth's features",
-      write: async (dir: string) => {
-        await writeFile(join(dir, "nginx.conf"), handWrittenNginxConf(level, { listen: `127.0.0.1:${port}`, backend, pid: `${dir}/nginx.pid`, accessLog: `${dir}/access.log` }));
-        return join(dir, "nginx.conf");
-      },
-    })),
+  });
+  const options = (dir: string) => ({ listen: `127.0.0.1:${port}`, backend, pid: `${dir}/nginx.pid`, accessLog: `${dir}/access.log` });
+  return [
+    handWritten("minimal", "hand-written nginx", (dir) => minimalNginxConf(options(dir))),
+    handWritten("required", "hand-written nginx, required duties", (dir) => handWrittenNginxConf("required", options(dir))),
+    handWritten("features", "hand-written nginx, berth's features", (dir) => handWrittenNginxConf("berth", options(dir))),
     berth("berth", "berth's rendered configuration", []),
     ...ablations(backend, upstreamOf(plan)).map(({ name, what, edits }) => berth(name, `berth, ${what}`, edits)),
   ];

@@ -1,6 +1,8 @@
 // What the two proxy benches share: the bench platform and its one app, and the hand-written
 // nginx configurations berth's proxy is compared with. proxy-throughput.ts runs them in
 // containers, proxy-cost.ts on the host.
+import { ACCESS_LOG_FIELDS, GZIP_TYPES, STATIC_ASSET_EXTENSIONS } from "../src/proxy/nginx-conf.js";
+import { planFromTexts } from "./lib.js";
 
 export const BENCH_IMAGE = "berth-bench/paiss-web:latest";
 export const BENCH_DOMAIN = "benchtp.localhost";
@@ -9,14 +11,16 @@ export const BENCH_PATH = "/health.txt";
 export const BENCH_HTTP_PORT = 28080;
 export const BENCH_HTTPS_PORT = 28443;
 
-// Rate limits high enough never to answer 429 to wrk: the benches measure proxying, not limiting.
+/** Requests/s and burst of the bench's rate limit: high enough never to answer 429 to wrk (the benches measure proxying, not limiting). */
+const BENCH_RATE = 100000;
+
 export const BENCH_PLATFORM = `name: benchtp
 proxy:
   bind: 127.0.0.1
   httpPort: ${BENCH_HTTP_PORT}
   httpsPort: ${BENCH_HTTPS_PORT}
   image: berth-nginx:1.22
-  rateLimits: { general: { rate: 100000, burst: 100000 } }
+  rateLimits: { general: { rate: ${BENCH_RATE}, burst: ${BENCH_RATE} } }
 tls: { mode: off }
 `;
 export const BENCH_APP = `name: benchtp
@@ -27,8 +31,8 @@ routes:
 environments:
   production: { domains: [${BENCH_DOMAIN}] }
 `;
-/** berth's default Content-Security-Policy, which the bench app does not override. */
-const CSP = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'self'";
+/** The bench app's response headers as berth plans them (its defaults: the app sets none). */
+const BENCH_HEADERS = planFromTexts(BENCH_PLATFORM, { benchtp: BENCH_APP }).environments[0]!.headers;
 
 /**
  * The baseline: what one would write by hand to proxy to one backend with upstream keepalive.
@@ -72,26 +76,11 @@ http {
 export function handWrittenNginxConf(level: "required" | "berth", options: { listen: string; backend: string; pid: string; accessLog: string }): string {
   const berth = level === "berth";
   const only = (lines: string[]) => (berth ? lines : []);
-  const logFields = berth
-    ? ["time", "app", "env", "host", "method", "uri", "status", "bytes", "request_time", "upstream_response_time", "upstream_addr", "request_id", "remote_addr", "user_agent"]
-    : ["time", "app", "env", "status", "upstream_response_time", "request_id"];
-  const logValues: Record<string, string> = {
-    time: '"$time_iso8601"',
-    app: '"benchtp"',
-    env: '"production"',
-    host: '"$host"',
-    method: '"$request_method"',
-    uri: '"$request_uri"',
-    status: "$status",
-    bytes: "$body_bytes_sent",
-    request_time: "$request_time",
-    upstream_response_time: '"$upstream_response_time"',
-    upstream_addr: '"$upstream_addr"',
-    request_id: '"$req_id"',
-    remote_addr: '"$remote_addr"',
-    user_agent: '"$http_user_agent"',
-  };
-  const log = `{${logFields.map((field) => `"${field}":${logValues[field]}`).join(",")}}`;
+  // berth's log fields, with the values a hand-written configuration has in its place.
+  const required = ["time", "app", "env", "status", "upstream_response_time", "request_id"];
+  const own: Record<string, string> = { app: '"benchtp"', env: '"production"', request_id: '"$req_id"' };
+  const fields = ACCESS_LOG_FIELDS.filter(([name]) => berth || required.includes(name)).map(([name, value]) => `"${name}":${own[name] ?? value}`);
+  const log = `{${fields.join(",")}}`;
   return [
     "worker_processes auto;",
     "pcre_jit on;",
@@ -104,26 +93,26 @@ export function handWrittenNginxConf(level: "required" | "berth", options: { lis
       : '  map $http_x_request_id $req_id { default $http_x_request_id; "" $request_id; }',
     `  log_format json escape=json '${log}';`,
     `  access_log ${options.accessLog} json buffer=64k flush=1s;`,
-    "  limit_req_zone $binary_remote_addr zone=general:10m rate=100000r/s;",
+    `  limit_req_zone $binary_remote_addr zone=general:10m rate=${BENCH_RATE}r/s;`,
     "  limit_req_status 429;",
     "  gzip on;",
     "  gzip_comp_level 6;",
     "  gzip_vary on;",
     "  gzip_proxied any;",
-    "  gzip_types text/plain text/css text/javascript application/javascript application/json image/svg+xml;",
-    '  map $uri $asset_cache { default ""; "~*\\.(js|css|png|jpg|jpeg|gif|ico|svg|woff|woff2)$" "public, max-age=604800, immutable"; }',
+    `  gzip_types ${GZIP_TYPES.join(" ")};`,
+    `  map $uri $asset_cache { default ""; "~*\\.(${STATIC_ASSET_EXTENSIONS.join("|")})$" "public, max-age=604800, immutable"; }`,
     ...only(['  map $http_upgrade $connection_upgrade { default upgrade; "" ""; }']),
     `  upstream backend { server ${options.backend}; keepalive 32; }`,
     "  server {",
     `    listen ${options.listen} default_server;`,
-    '    add_header X-Frame-Options "SAMEORIGIN" always;',
+    `    add_header X-Frame-Options "${BENCH_HEADERS.frameOptions}" always;`,
     '    add_header X-Content-Type-Options "nosniff" always;',
-    '    add_header Referrer-Policy "strict-origin-when-cross-origin" always;',
-    `    add_header Content-Security-Policy "${CSP}" always;`,
+    `    add_header Referrer-Policy "${BENCH_HEADERS.referrerPolicy}" always;`,
+    `    add_header Content-Security-Policy "${BENCH_HEADERS.csp}" always;`,
     ...only(["    add_header X-Request-ID $req_id always;"]),
     "    add_header Cache-Control $asset_cache;",
     "    location / {",
-    "      limit_req zone=general burst=100000 nodelay;",
+    `      limit_req zone=general burst=${BENCH_RATE} nodelay;`,
     "      proxy_pass http://backend;",
     "      proxy_http_version 1.1;",
     "      proxy_set_header Host $host;",

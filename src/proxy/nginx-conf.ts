@@ -8,7 +8,7 @@ import { configFiles, type ProxyPaths } from "./layout.js";
 import { block, DOLLAR_VARIABLE, renderConfig, word, type ConfigLine } from "./syntax.js";
 
 /** Fields of the JSON access log; app and env come from the `set` of each server. */
-const ACCESS_LOG_FIELDS: [string, string][] = [
+export const ACCESS_LOG_FIELDS: [string, string][] = [
   ["time", '"$time_iso8601"'],
   ["app", '"$berth_app"'],
   ["env", '"$berth_env"'],
@@ -25,9 +25,10 @@ const ACCESS_LOG_FIELDS: [string, string][] = [
   ["user_agent", '"$http_user_agent"'],
 ];
 
-const STATIC_ASSET_EXTENSIONS = ["js", "css", "png", "jpg", "jpeg", "gif", "ico", "svg", "woff", "woff2"];
+/** Files the proxy answers with long cache headers. */
+export const STATIC_ASSET_EXTENSIONS = ["js", "css", "png", "jpg", "jpeg", "gif", "ico", "svg", "woff", "woff2"];
 
-const GZIP_TYPES = ["text/plain", "text/css", "text/javascript", "application/javascript", "application/json", "image/svg+xml"];
+export const GZIP_TYPES = ["text/plain", "text/css", "text/javascript", "application/javascript", "application/json", "image/svg+xml"];
 
 /** Mozilla's "intermediate" TLS 1.2 suites (ECDHE only: no dhparam file to manage). */
 const TLS12_CIPHERS = [
