@@ -193,6 +193,15 @@ describe("the router in nginx", { skip: CAN_RUN ? false : "nginx or its Lua modu
     await rm(dir, { recursive: true, force: true });
   });
 
+  /** The access log once `written` holds for it, or as it is after 5 s (nginx writes a line after its answer). */
+  async function accessLog(written: (text: string) => boolean): Promise<string> {
+    let text = "";
+    for (const deadline = Date.now() + 5000; !written(text) && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+      text = await readFile(join(dir, "access.log"), "utf8");
+    }
+    return text;
+  }
+
   test("replicas take turns, IPv6 addresses included", async () => {
     await adopt([["prefix", "/", "web"]], { t_web_prod: [v4Address, v6Address] });
     const answers = [];
@@ -270,10 +279,7 @@ describe("the router in nginx", { skip: CAN_RUN ? false : "nginx or its Lua modu
     assert.match(unavailable.requestId ?? "", /^[0-9a-f]{32}$/);
     assert.deepEqual(seenByDropping, [unavailable.requestId], "the backend got the id the 502 answered with");
     // nginx writes the log line after the answer: wait for it.
-    let log = "";
-    for (const deadline = Date.now() + 5000; !log.includes(`${unavailable.requestId} 502\n`) && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
-      log = await readFile(join(dir, "access.log"), "utf8");
-    }
+    let log = await accessLog((text) => text.includes(`${unavailable.requestId} 502\n`));
     assert.ok(log.includes(`${unavailable.requestId} 502\n`), `the 502 is logged with the id it answered with:\n${log.slice(-500)}`);
     for (const id of ids) assert.ok(log.includes(`${id} 200\n`), `${id} is logged`);
 
@@ -287,9 +293,7 @@ describe("the router in nginx", { skip: CAN_RUN ? false : "nginx or its Lua modu
       socket.on("error", reject);
     });
     assert.match(refused, /^HTTP\/1\.1 400/);
-    for (const deadline = Date.now() + 5000; !/\n[0-9a-f]{32} 400\n$/.test(log) && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
-      log = await readFile(join(dir, "access.log"), "utf8");
-    }
+    log = await accessLog((text) => /\n[0-9a-f]{32} 400\n$/.test(text));
     assert.match(log, /\n[0-9a-f]{32} 400\n$/, "the refused request is logged with an id");
 
     // A reload replaces the worker; the new one draws its own random part.
