@@ -60,18 +60,28 @@ http {
 }
 
 /**
+ * The id the "required" configuration gives a request that came without one: unique while nginx
+ * runs ($connection counts the connections of all workers, $connection_requests the requests of
+ * one), and across restarts by the pid and the time.
+ */
+const REQUIRED_ID = '"$pid-$msec-$connection-$connection_requests"';
+
+/**
  * What a hand-written nginx gives every request besides proxying it, at one of two levels.
- * - "required": only what a platform proxy owes every request: X-Real-IP, X-Forwarded-For/Proto/
- *   Host; an X-Request-ID (the client's, else nginx's $request_id) passed upstream and logged;
- *   the security headers; a rate limit per client IP; gzip; long caching for static assets; a
- *   buffered JSON access log of app, environment, status, upstream time and request id.
+ * - "required": only what a platform proxy owes every request, each the cheapest way stock nginx
+ *   has: X-Real-IP, X-Forwarded-For/Proto/Host; an X-Request-ID passed upstream and logged (the
+ *   client's, else one made of nginx's pid, clock and connection counters, REQUIRED_ID: unique
+ *   without drawing random bytes, as $request_id does for each request); the security headers;
+ *   a rate limit per client IP; gzip; long caching for static assets; a buffered JSON access log
+ *   of app, environment, status, upstream time and request id.
  * - "berth": everything berth's proxy gives every request, with the same values: the above,
  *   plus X-Forwarded-Port, WebSocket upgrades, the id checked before it is trusted and answered
  *   to the client, and the access log's other fields (host, method, URI, bytes, request time,
  *   upstream address, client address, user agent).
- * Written the usual way: nginx's own $request_id, and the one upstream named in the
- * configuration (no router). Against the minimal configuration, "required" is what those
- * duties cost in any nginx; against "berth", berth is what its own way of giving them costs.
+ * "berth" is written the usual way: nginx's own $request_id. Neither has a router: the one
+ * upstream is named in the configuration. Against the minimal configuration, "required" is the
+ * least those duties cost in any nginx; against "berth", berth is what its own way of giving the
+ * same costs.
  */
 export function handWrittenNginxConf(level: "required" | "berth", options: { listen: string; backend: string; pid: string; accessLog: string }): string {
   const berth = level === "berth";
@@ -90,7 +100,7 @@ export function handWrittenNginxConf(level: "required" | "berth", options: { lis
     "http {",
     berth
       ? '  map $http_x_request_id $req_id { default $request_id; "" $request_id; "~^[A-Za-z0-9._:-]{1,128}$" $http_x_request_id; }'
-      : '  map $http_x_request_id $req_id { default $http_x_request_id; "" $request_id; }',
+      : `  map $http_x_request_id $req_id { default $http_x_request_id; "" ${REQUIRED_ID}; }`,
     `  log_format json escape=json '${log}';`,
     `  access_log ${options.accessLog} json buffer=64k flush=1s;`,
     `  limit_req_zone $binary_remote_addr zone=general:10m rate=${BENCH_RATE}r/s;`,

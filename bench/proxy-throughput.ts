@@ -196,7 +196,7 @@ async function main(): Promise<void> {
       }
     };
     compare("berth / hand-written", BERTH, MINIMAL, " (target: req/s >= 0.95)");
-    compare(`${REQUIRED} / hand-written`, REQUIRED, MINIMAL, ": what the duties every platform proxy owes a request cost in any nginx");
+    compare(`${REQUIRED} / hand-written`, REQUIRED, MINIMAL, ": the least the duties every platform proxy owes a request cost in any nginx");
     compare(`berth / ${FEATURES}`, BERTH, FEATURES, ": what berth's own way of giving the same costs (the router, its request ids)");
     console.log(`host after: ${hostLoad()}`);
   } finally {

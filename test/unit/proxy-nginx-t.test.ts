@@ -11,6 +11,7 @@ import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { PlatformPlan } from "../../src/plan/types.js";
 import { certificateFiles, renderProxyConfig, type ProxyObserved, type ProxyPaths } from "../../src/proxy/render.js";
+import { handWrittenNginxConf, minimalNginxConf } from "../../bench/proxy-lib.js";
 import { everythingObserved, referencePlan } from "./proxy-fixtures.js";
 
 const run = promisify(execFile);
@@ -30,8 +31,8 @@ const HAS_LUA_MODULE = ["ndk_http_module.so", "ngx_http_lua_module.so"].every((m
  */
 const HAS_NETWORK_NAMESPACES = process.getuid?.() === 0 && spawnSync("unshare", ["--net", "true"]).status === 0;
 
-async function nginxCheck(prefix: string): Promise<{ ok: boolean; output: string }> {
-  const check = [NGINX!, "-t", "-q", "-p", prefix, "-c", join(prefix, "current/nginx.conf")];
+async function nginxCheck(prefix: string, conf = join(prefix, "current/nginx.conf")): Promise<{ ok: boolean; output: string }> {
+  const check = [NGINX!, "-t", "-q", "-p", prefix, "-c", conf];
   const [command, ...args] = HAS_NETWORK_NAMESPACES ? ["unshare", "--net", ...check] : check;
   try {
     const { stdout, stderr } = await run(command!, args);
@@ -113,6 +114,30 @@ describe("nginx -t accepts the rendered reference platform", async () => {
         await writeProxyTree(prefix, plan, observed, paths);
         const result = await nginxCheck(prefix);
         assert.ok(result.ok, `nginx -t failed (it binds ports 80 and 443: run as root):\n${result.output}`);
+      } finally {
+        await rm(prefix, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
+// The hand-written configurations berth's proxy is benchmarked against (bench/proxy-lib.ts): a
+// bench that no longer starts would only be found by running it.
+describe("nginx -t accepts the benches' hand-written configurations", () => {
+  const skip = NGINX ? false : "no nginx binary in /usr/sbin or on PATH: install nginx (Debian: apt-get install nginx-light)";
+  const configurations: Record<string, (options: { listen: string; backend: string; pid: string; accessLog: string }) => string> = {
+    minimal: minimalNginxConf,
+    "required duties": (options) => handWrittenNginxConf("required", options),
+    "berth's features": (options) => handWrittenNginxConf("berth", options),
+  };
+  for (const [name, render] of Object.entries(configurations)) {
+    test(name, { skip }, async () => {
+      const prefix = await mkdtemp(join(tmpdir(), "berth-nginx-t-"));
+      try {
+        const conf = join(prefix, "nginx.conf");
+        await writeFile(conf, render({ listen: "80", backend: "127.0.0.1:9", pid: join(prefix, "nginx.pid"), accessLog: join(prefix, "access.log") }));
+        const result = await nginxCheck(prefix, conf);
+        assert.ok(result.ok, `nginx -t failed:\n${result.output}`);
       } finally {
         await rm(prefix, { recursive: true, force: true });
       }
