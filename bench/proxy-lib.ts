@@ -34,11 +34,18 @@ environments:
 /** The bench app's response headers as berth plans them (its defaults: the app sets none). */
 const BENCH_HEADERS = planFromTexts(BENCH_PLATFORM, { benchtp: BENCH_APP }).environments[0]!.headers;
 
+/** Where a hand-written nginx listens ("80" in a container, "127.0.0.1:PORT" on the host), proxies to, and keeps its pid and access log. */
+export interface HandWrittenOptions {
+  listen: string;
+  backend: string;
+  pid: string;
+  accessLog: string;
+}
+
 /**
  * The baseline: what one would write by hand to proxy to one backend with upstream keepalive.
- * `listen` is "80" in a container, "127.0.0.1:PORT" on the host.
  */
-export function minimalNginxConf(options: { listen: string; backend: string; pid: string }): string {
+export function minimalNginxConf(options: Omit<HandWrittenOptions, "accessLog">): string {
   return `worker_processes auto;
 pid ${options.pid};
 error_log stderr warn;
@@ -83,7 +90,7 @@ const REQUIRED_ID = '"$pid-$msec-$connection-$connection_requests"';
  * least those duties cost in any nginx; against "berth", berth is what its own way of giving the
  * same costs.
  */
-export function handWrittenNginxConf(level: "required" | "berth", options: { listen: string; backend: string; pid: string; accessLog: string }): string {
+export function handWrittenNginxConf(level: "required" | "berth", options: HandWrittenOptions): string {
   const berth = level === "berth";
   const only = (lines: string[]) => (berth ? lines : []);
   // berth's log fields, with the values a hand-written configuration has in its place.

@@ -11,7 +11,7 @@ import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { PlatformPlan } from "../../src/plan/types.js";
 import { certificateFiles, renderProxyConfig, type ProxyObserved, type ProxyPaths } from "../../src/proxy/render.js";
-import { handWrittenNginxConf, minimalNginxConf } from "../../bench/proxy-lib.js";
+import { handWrittenNginxConf, minimalNginxConf, type HandWrittenOptions } from "../../bench/proxy-lib.js";
 import { everythingObserved, referencePlan } from "./proxy-fixtures.js";
 
 const run = promisify(execFile);
@@ -125,7 +125,7 @@ describe("nginx -t accepts the rendered reference platform", async () => {
 // bench that no longer starts would only be found by running it.
 describe("nginx -t accepts the benches' hand-written configurations", () => {
   const skip = NGINX ? false : "no nginx binary in /usr/sbin or on PATH: install nginx (Debian: apt-get install nginx-light)";
-  const configurations: Record<string, (options: { listen: string; backend: string; pid: string; accessLog: string }) => string> = {
+  const configurations: Record<string, (options: HandWrittenOptions) => string> = {
     minimal: minimalNginxConf,
     "required duties": (options) => handWrittenNginxConf("required", options),
     "berth's features": (options) => handWrittenNginxConf("berth", options),
