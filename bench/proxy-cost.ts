@@ -1,8 +1,8 @@
 // What a proxied request costs the proxy's CPU, counted rather than timed: user-space
 // instructions per request (valgrind's callgrind) of a minimal hand-written nginx, of hand-written
 // ones giving every request what a platform proxy must and all berth's proxy gives, of berth's
-// rendered proxy configuration, and of berth's configuration with one feature taken out at a
-// time. Wall-clock throughput on a small VM moves by ±10% between runs; instruction counts move
+// rendered proxy configuration, of berth's configuration cut to the required duties with its
+// router kept, and of berth's configuration with one feature taken out at a time. Wall-clock throughput on a small VM moves by ±10% between runs; instruction counts move
 // by less than 1%, so this bench says where the proxy's CPU goes, which proxy-throughput.ts
 // cannot. Every target is the host's nginx, one process, on 127.0.0.1, in front of a second
 // host nginx serving a 3-byte file. Prints figures; asserts nothing about them.
@@ -11,15 +11,26 @@
 //   WRK_DURATION=2s npx tsx bench/proxy-cost.ts
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants, existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
-import { names } from "../src/plan/names.js";
-import type { PlatformPlan } from "../src/plan/types.js";
-import { configFiles, renderProxyConfig, type ProxyPaths } from "../src/proxy/render.js";
+import { configFiles } from "../src/proxy/render.js";
 import { BACKENDS_UPSTREAM } from "../src/proxy/nginx-conf.js";
-import { BENCH_APP, BENCH_DOMAIN, BENCH_PATH, BENCH_PLATFORM, handWrittenNginxConf, minimalNginxConf } from "./proxy-lib.js";
+import {
+  BENCH_APP,
+  BENCH_DOMAIN,
+  BENCH_PATH,
+  BENCH_PLATFORM,
+  BENCH_SITE,
+  benchProxyPaths,
+  benchUpstream,
+  handWrittenNginxConf,
+  minimalNginxConf,
+  requiredDutiesEdits,
+  writeBerthGeneration,
+  type Edit,
+} from "./proxy-lib.js";
 import { hostLoad, httpStatus, mustRun, parseWrk, planFromTexts, printTable, runCommand, waitUntil, type WrkResult } from "./lib.js";
 
 const NGINX = "/usr/sbin/nginx";
@@ -41,16 +52,6 @@ const START_TIMEOUT_MS = 60_000;
 /** callgrind writes its last profile as nginx exits. */
 const STOP_TIMEOUT_MS = 30_000;
 
-/** The app's site file in a rendered generation. */
-const BENCH_SITE = configFiles.site("benchtp");
-
-/** One change to a rendered file; the pattern must match, or the edit no longer means what it says. */
-interface Edit {
-  file: string;
-  pattern: RegExp;
-  replacement: string;
-}
-
 /**
  * berth's configuration with the router taken out: the site names the upstream and its rate-limit
  * class, nginx.conf the backend's address, as a configuration rendered without routes-as-data
@@ -69,16 +70,6 @@ function fixedRouteEdits(upstream: string, backend: string): Edit[] {
       replacement: `set $berth_upstream ${upstream};\n        set $berth_route_limit general;`,
     },
   ];
-}
-
-/** Applies edits to rendered files (path -> text) in place; throws naming the target when a pattern no longer matches. */
-function applyEdits(config: Record<string, string>, edits: Edit[], target: string): void {
-  for (const { file, pattern, replacement } of edits) {
-    const text = config[file];
-    if (text === undefined) throw new Error(`${target}: berth rendered no ${file}`);
-    if (text.search(pattern) < 0) throw new Error(`${target}: ${pattern} not found in ${file}: the rendered configuration changed, update the edit`);
-    config[file] = text.replace(pattern, replacement);
-  }
 }
 
 /**
@@ -173,47 +164,17 @@ function ablations(backend: string, upstream: string): { name: string; what: str
   ];
 }
 
-/**
- * berth's generation rendered for paths in `dir`, in the proxy container's layout (gen/1 behind
- * `current`, pages, ACME webroot, logs), as test/unit/proxy-nginx-t.test.ts writes it, then edited.
- */
-async function writeBerth(dir: string, plan: PlatformPlan, backend: string, edits: Edit[], target: string): Promise<string> {
-  const paths: ProxyPaths = {
-    certs: join(dir, "certs"),
-    pages: join(dir, "pages"),
-    acmeWebroot: join(dir, "acme"),
-    accessLog: join(dir, "logs/access.log"),
-    errorLog: join(dir, "logs/error.log"),
-    pid: join(dir, "nginx.pid"),
-    live: join(dir, "current"),
-    generations: join(dir, "gen"),
-  };
-  const rendered = renderProxyConfig(plan, { upstreams: { [upstreamOf(plan)]: [backend] }, certificates: {} }, paths);
-  applyEdits(rendered.config, edits, target);
-  const write = async (path: string, content: string) => {
-    await mkdir(dirname(path), { recursive: true });
-    await writeFile(path, content);
-  };
-  for (const [path, content] of Object.entries(rendered.config)) await write(join(dir, "gen/1", path), content);
-  for (const [path, content] of Object.entries(rendered.pages)) await write(join(paths.pages, path), content);
-  await symlink("gen/1", paths.live);
-  await mkdir(join(paths.acmeWebroot, ".well-known/acme-challenge"), { recursive: true });
-  await mkdir(dirname(paths.accessLog), { recursive: true });
-  return join(paths.live, configFiles.nginxConf);
-}
-
-/** The bench app's one upstream (its only component, in its only environment). */
-function upstreamOf(plan: PlatformPlan): string {
-  const environment = plan.environments[0]!;
-  return names.upstream(environment.app, environment.env, environment.components[0]!.name);
-}
-
 function targets(port: number, backend: string): Target[] {
   const plan = planFromTexts(BENCH_PLATFORM, { benchtp: BENCH_APP });
   const berth = (name: string, what: string, edits: Edit[]): Target => ({
     name,
     what,
-    write: (dir) => writeBerth(dir, plan, backend, [...hostEdits(port), ...edits], name),
+    write: async (dir) => {
+      const paths = benchProxyPaths(dir);
+      await mkdir(dirname(paths.accessLog), { recursive: true });
+      await writeBerthGeneration(dir, paths, backend, [...hostEdits(port), ...edits], name);
+      return join(paths.live, configFiles.nginxConf);
+    },
   });
   const handWritten = (name: string, what: string, conf: (dir: string) => string): Target => ({
     name,
@@ -228,8 +189,9 @@ function targets(port: number, backend: string): Target[] {
     handWritten("minimal", "hand-written nginx", (dir) => minimalNginxConf(options(dir))),
     handWritten("required", "hand-written nginx, required duties", (dir) => handWrittenNginxConf("required", options(dir))),
     handWritten("features", "hand-written nginx, berth's features", (dir) => handWrittenNginxConf("berth", options(dir))),
+    berth("required+router", "berth's configuration cut to the required duties, router kept", requiredDutiesEdits()),
     berth("berth", "berth's rendered configuration", []),
-    ...ablations(backend, upstreamOf(plan)).map(({ name, what, edits }) => berth(name, `berth, ${what}`, edits)),
+    ...ablations(backend, benchUpstream(plan)).map(({ name, what, edits }) => berth(name, `berth, ${what}`, edits)),
   ];
 }
 
@@ -484,7 +446,13 @@ async function main(): Promise<void> {
       ]),
     );
     console.log("");
-    console.log(`instructions per request: berth / hand-written ${(berth / minimal).toFixed(2)}; required duties / hand-written ${(perRequest("required") / minimal).toFixed(2)}; berth / berth's features hand-written ${(berth / perRequest("features")).toFixed(2)}`);
+    const ratios = [
+      `berth / hand-written ${(berth / minimal).toFixed(2)}`,
+      `required duties / hand-written ${(perRequest("required") / minimal).toFixed(2)}`,
+      `required duties with berth's router / hand-written ${(perRequest("required+router") / minimal).toFixed(2)}`,
+      `berth / berth's features hand-written ${(berth / perRequest("features")).toFixed(2)}`,
+    ];
+    console.log(`instructions per request: ${ratios.join("; ")}`);
     if (hasStrace) {
       console.log("");
       printSyscalls(measured.map(({ target, syscalls }) => ({ name: target.name, syscalls: syscalls! })));

@@ -1,7 +1,12 @@
 // What the two proxy benches share: the bench platform and its one app, and the hand-written
 // nginx configurations berth's proxy is compared with. proxy-throughput.ts runs them in
 // containers, proxy-cost.ts on the host.
+import { mkdir, symlink, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { names } from "../src/plan/names.js";
+import type { PlatformPlan } from "../src/plan/types.js";
 import { ACCESS_LOG_FIELDS, GZIP_TYPES, STATIC_ASSET_EXTENSIONS } from "../src/proxy/nginx-conf.js";
+import { configFiles, renderProxyConfig, type ProxyPaths } from "../src/proxy/render.js";
 import { planFromTexts } from "./lib.js";
 
 export const BENCH_IMAGE = "berth-bench/paiss-web:latest";
@@ -145,4 +150,85 @@ export function handWrittenNginxConf(level: "required" | "berth", options: HandW
     "}",
     "",
   ].join("\n");
+}
+
+/** The app's site file in a rendered generation. */
+export const BENCH_SITE = configFiles.site("benchtp");
+
+/** One change to a rendered file; the pattern must match, or the edit no longer means what it says. */
+export interface Edit {
+  file: string;
+  pattern: RegExp;
+  replacement: string;
+}
+
+/** Applies edits to rendered files (path -> text) in place; throws naming the target when a pattern no longer matches. */
+export function applyEdits(config: Record<string, string>, edits: Edit[], target: string): void {
+  for (const { file, pattern, replacement } of edits) {
+    const text = config[file];
+    if (text === undefined) throw new Error(`${target}: berth rendered no ${file}`);
+    if (text.search(pattern) < 0) throw new Error(`${target}: ${pattern} not found in ${file}: the rendered configuration changed, update the edit`);
+    config[file] = text.replace(pattern, replacement);
+  }
+}
+
+/** The log fields a platform proxy owes every request (handWrittenNginxConf's "required" level logs only these). */
+const REQUIRED_LOG_FIELDS = ["time", "app", "env", "status", "upstream_response_time", "request_id"];
+
+/**
+ * berth's rendered configuration cut down to the duties of handWrittenNginxConf("required"), the
+ * router kept: the access log holds the required fields only, and the extras berth gives every
+ * request go (the id answered to the client, X-Forwarded-Port, WebSocket upgrades). Routes,
+ * addresses and request ids still come from berth's Lua router. Against the "required" row, it is
+ * what keeping routes and addresses as data (a route change or a deploy's switch without a reload)
+ * costs a proxy that does nothing else beyond its duties.
+ */
+export function requiredDutiesEdits(): Edit[] {
+  const fields = ACCESS_LOG_FIELDS.filter(([name]) => REQUIRED_LOG_FIELDS.includes(name)).map(([name, value]) => `"${name}":${value}`);
+  return [
+    { file: configFiles.nginxConf, pattern: /log_format berth_json escape=json[^;]*;/, replacement: `log_format berth_json escape=json '{${fields.join(",")}}';` },
+    { file: configFiles.nginxConf, pattern: /^[ \t]*proxy_set_header (X-Forwarded-Port|Upgrade) [^\n]*\n/gm, replacement: "" },
+    { file: configFiles.nginxConf, pattern: /proxy_set_header Connection \$berth_connection_upgrade;/, replacement: 'proxy_set_header Connection "";' },
+    { file: BENCH_SITE, pattern: /^[ \t]*add_header X-Request-ID [^\n]*\n/m, replacement: "" },
+  ];
+}
+
+/** The bench app's one upstream (its only component, in its only environment). */
+export function benchUpstream(plan: PlatformPlan): string {
+  const environment = plan.environments[0]!;
+  return names.upstream(environment.app, environment.env, environment.components[0]!.name);
+}
+
+/** The proxy's paths for a generation kept under `prefix` (as nginx sees it), logs in `logs`. */
+export function benchProxyPaths(prefix: string, logs = join(prefix, "logs"), pid = join(prefix, "nginx.pid")): ProxyPaths {
+  return {
+    certs: join(prefix, "certs"),
+    pages: join(prefix, "pages"),
+    acmeWebroot: join(prefix, "acme"),
+    accessLog: join(logs, "access.log"),
+    errorLog: join(logs, "error.log"),
+    pid,
+    live: join(prefix, "current"),
+    generations: join(prefix, "gen"),
+  };
+}
+
+/**
+ * berth's generation of the bench app, sending to `backend`, rendered for `paths` (prefix as
+ * nginx sees it) and edited, written under `dir` in the proxy container's layout (gen/1 behind
+ * `current`, pages, ACME webroot). `dir` and the prefix are the same directory on the host, or a
+ * host directory and where a container mounts it.
+ */
+export async function writeBerthGeneration(dir: string, paths: ProxyPaths, backend: string, edits: Edit[], target: string): Promise<void> {
+  const plan = planFromTexts(BENCH_PLATFORM, { benchtp: BENCH_APP });
+  const rendered = renderProxyConfig(plan, { upstreams: { [benchUpstream(plan)]: [backend] }, certificates: {} }, paths);
+  applyEdits(rendered.config, edits, target);
+  const write = async (path: string, content: string) => {
+    await mkdir(dirname(path), { recursive: true });
+    await writeFile(path, content);
+  };
+  for (const [path, content] of Object.entries(rendered.config)) await write(join(dir, "gen/1", path), content);
+  for (const [path, content] of Object.entries(rendered.pages)) await write(join(dir, "pages", path), content);
+  await symlink("gen/1", join(dir, "current"));
+  await mkdir(join(dir, "acme/.well-known/acme-challenge"), { recursive: true });
 }

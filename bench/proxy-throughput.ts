@@ -1,6 +1,7 @@
 // Throughput and latency of one backend measured directly, through a minimal hand-written nginx,
 // through two more hand-written ones (one giving every request only what a platform proxy must,
-// one everything berth's proxy gives), and through berth's own proxy (the config
+// one everything berth's proxy gives), through berth's configuration cut to those duties with its
+// router kept, and through berth's own proxy (the config
 // renderProxyConfig writes, run by ensureProxy as `berth apply` runs it). Prints medians of
 // interleaved wrk runs and the ratios between them.
 //
@@ -12,7 +13,19 @@ import { join } from "node:path";
 import { waitHealthy, type Docker } from "../src/host/docker.js";
 import { ensureProxy } from "../src/runtime/proxy.js";
 import { scopeLabels } from "./deploy-lib.js";
-import { BENCH_APP, BENCH_DOMAIN, BENCH_HTTP_PORT, BENCH_IMAGE, BENCH_PATH, BENCH_PLATFORM, handWrittenNginxConf, minimalNginxConf } from "./proxy-lib.js";
+import {
+  BENCH_APP,
+  BENCH_DOMAIN,
+  BENCH_HTTP_PORT,
+  BENCH_IMAGE,
+  BENCH_PATH,
+  BENCH_PLATFORM,
+  benchProxyPaths,
+  handWrittenNginxConf,
+  minimalNginxConf,
+  requiredDutiesEdits,
+  writeBerthGeneration,
+} from "./proxy-lib.js";
 import {
   EXAMPLE_ROOT,
   cleanupBench,
@@ -41,9 +54,11 @@ const WARMUP = "2s";
 const MINIMAL_PROXY = "berth-bench-tp-minimal";
 const REQUIRED_PROXY = "berth-bench-tp-required";
 const FEATURES_PROXY = "berth-bench-tp-features";
+const ROUTED_PROXY = "berth-bench-tp-routed";
 const MINIMAL = "hand-written nginx";
 const REQUIRED = "hand-written nginx, required duties";
 const FEATURES = "hand-written nginx, berth's features";
+const ROUTED = "berth nginx cut to the required duties";
 const BERTH = "berth nginx";
 /** berth.bench=true and berth.bench.scope=tp on everything this bench creates; cleanup removes only those. */
 const LABELS = scopeLabels("tp");
@@ -68,20 +83,40 @@ async function startContainer(client: Docker, options: Parameters<Docker["create
  */
 const HAND_WRITTEN_LOGS = "/var/log/bench";
 
-/** A hand-written nginx configuration run in berth's nginx image on the backend's network; returns its address there. */
-async function startHandWritten(client: Docker, stateDir: string, network: string, name: string, conf: string): Promise<string> {
-  const dir = join(stateDir, name);
-  await mkdir(dir);
-  await writeFile(join(dir, "nginx.conf"), conf);
+/**
+ * nginx in berth's nginx image on the backend's network, running the configuration `conf` from
+ * the host's `dir` (mounted at /bench) and logging to a volume; returns its address there.
+ */
+async function startBenchProxy(client: Docker, network: string, name: string, dir: string, conf: string): Promise<string> {
   await labelledVolume(client, `${name}-logs`, LABELS);
   await startContainer(client, {
     name,
     Image: "berth-nginx:1.22",
-    Cmd: ["nginx", "-g", "daemon off;", "-c", "/bench/nginx.conf"],
+    Cmd: ["nginx", "-g", "daemon off;", "-c", conf],
     Labels: LABELS,
     HostConfig: { NetworkMode: network, Binds: [`${dir}:/bench:ro`, `${name}-logs:${HAND_WRITTEN_LOGS}`] },
   });
   return containerIp(client, name, network);
+}
+
+/** A hand-written nginx configuration run by startBenchProxy. */
+async function startHandWritten(client: Docker, stateDir: string, network: string, name: string, conf: string): Promise<string> {
+  const dir = join(stateDir, name);
+  await mkdir(dir);
+  await writeFile(join(dir, "nginx.conf"), conf);
+  return startBenchProxy(client, network, name, dir, "/bench/nginx.conf");
+}
+
+/**
+ * berth's rendered configuration cut to the required duties, router kept (requiredDutiesEdits),
+ * in the proxy container's layout under /bench, run by startBenchProxy.
+ */
+async function startRouted(client: Docker, stateDir: string, network: string, backend: string): Promise<string> {
+  const dir = join(stateDir, ROUTED_PROXY);
+  await mkdir(dir);
+  const paths = benchProxyPaths("/bench", HAND_WRITTEN_LOGS, "/tmp/nginx.pid");
+  await writeBerthGeneration(dir, paths, backend, requiredDutiesEdits(), ROUTED);
+  return startBenchProxy(client, network, ROUTED_PROXY, dir, `${paths.live}/nginx.conf`);
 }
 
 async function wrk(target: Target, duration = DURATION): Promise<WrkResult> {
@@ -118,6 +153,7 @@ async function main(): Promise<void> {
     const handWritten = (level: "required" | "berth") => handWrittenNginxConf(level, { listen: "80", backend: upstream, pid: "/tmp/nginx.pid", accessLog: `${HAND_WRITTEN_LOGS}/access.log` });
     const requiredIp = await startHandWritten(client, stateDir, network, REQUIRED_PROXY, handWritten("required"));
     const featuresIp = await startHandWritten(client, stateDir, network, FEATURES_PROXY, handWritten("berth"));
+    const routedIp = await startRouted(client, stateDir, network, upstream);
 
     // Container addresses avoid docker-proxy, the userland relay Docker puts behind 127.0.0.1 ports;
     // the last target shows what that relay costs on the way a local client reaches berth.
@@ -126,6 +162,7 @@ async function main(): Promise<void> {
       { name: MINIMAL, url: `http://${minimalIp}${BENCH_PATH}`, proxy: MINIMAL_PROXY },
       { name: REQUIRED, url: `http://${requiredIp}${BENCH_PATH}`, proxy: REQUIRED_PROXY },
       { name: FEATURES, url: `http://${featuresIp}${BENCH_PATH}`, proxy: FEATURES_PROXY },
+      { name: ROUTED, url: `http://${routedIp}${BENCH_PATH}`, proxy: ROUTED_PROXY },
       { name: BERTH, url: `http://${berthIp}${BENCH_PATH}`, proxy: plan.proxy.container },
       { name: `berth via 127.0.0.1:${BENCH_HTTP_PORT}`, url: `http://127.0.0.1:${BENCH_HTTP_PORT}${BENCH_PATH}` },
     ];
@@ -197,6 +234,7 @@ async function main(): Promise<void> {
     };
     compare("berth / hand-written", BERTH, MINIMAL, " (target: req/s >= 0.95)");
     compare(`${REQUIRED} / hand-written`, REQUIRED, MINIMAL, ": the least the duties every platform proxy owes a request cost in any nginx");
+    compare(`${ROUTED} / hand-written`, ROUTED, MINIMAL, ": the required duties with routes and addresses as data (berth's router), nothing else");
     compare(`berth / ${FEATURES}`, BERTH, FEATURES, ": what berth's own way of giving the same costs (the router, its request ids)");
     console.log(`host after: ${hostLoad()}`);
   } finally {

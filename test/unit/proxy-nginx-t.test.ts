@@ -4,14 +4,14 @@
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { PlatformPlan } from "../../src/plan/types.js";
 import { certificateFiles, renderProxyConfig, type ProxyObserved, type ProxyPaths } from "../../src/proxy/render.js";
-import { handWrittenNginxConf, minimalNginxConf, type HandWrittenOptions } from "../../bench/proxy-lib.js";
+import { benchProxyPaths, handWrittenNginxConf, minimalNginxConf, requiredDutiesEdits, writeBerthGeneration, type HandWrittenOptions } from "../../bench/proxy-lib.js";
 import { everythingObserved, referencePlan } from "./proxy-fixtures.js";
 
 const run = promisify(execFile);
@@ -142,5 +142,23 @@ describe("nginx -t accepts the benches' hand-written configurations", () => {
         await rm(prefix, { recursive: true, force: true });
       }
     });
+  }
+});
+
+// The benches' row between the two: berth's own configuration cut to the required duties, its
+// router kept. Its edits throw when the rendered text they cut no longer matches.
+test("nginx -t accepts berth's configuration cut to the required duties", { skip: !NGINX || !HAS_LUA_MODULE ? "needs nginx and its Lua module (apt-get install nginx-light libnginx-mod-http-lua)" : false }, async () => {
+  const prefix = await mkdtemp(join(tmpdir(), "berth-nginx-t-"));
+  try {
+    const paths = benchProxyPaths(prefix);
+    await mkdir(dirname(paths.accessLog), { recursive: true });
+    await writeBerthGeneration(prefix, paths, "127.0.0.1:9", requiredDutiesEdits(), "required duties with berth's router");
+    const nginxConf = await readFile(join(paths.live, "nginx.conf"), "utf8");
+    assert.doesNotMatch(nginxConf, /proxy_set_header (X-Forwarded-Port|Upgrade)|"user_agent"/);
+    assert.match(nginxConf, /"upstream_response_time"/);
+    const result = await nginxCheck(prefix);
+    assert.ok(result.ok, `nginx -t failed:\n${result.output}`);
+  } finally {
+    await rm(prefix, { recursive: true, force: true });
   }
 });
