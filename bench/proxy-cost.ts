@@ -1,6 +1,7 @@
 // What a proxied request costs the proxy's CPU, counted rather than timed: user-space
 // instructions per request (valgrind's callgrind) of a minimal hand-written nginx, of hand-written
-// ones giving every request what a platform proxy must and all berth's proxy gives, of berth's
+// ones giving every request what a platform proxy must (without and with the least Lua routing)
+// and all berth's proxy gives, of berth's
 // rendered proxy configuration, of berth's configuration cut to the required duties with its
 // router kept, and of berth's configuration with one feature taken out at a time. Wall-clock throughput on a small VM moves by ±10% between runs; instruction counts move
 // by less than 1%, so this bench says where the proxy's CPU goes, which proxy-throughput.ts
@@ -16,7 +17,7 @@ import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, dirname, join } from "node:path";
 import { configFiles } from "../src/proxy/render.js";
-import { BACKENDS_UPSTREAM } from "../src/proxy/nginx-conf.js";
+import { BACKENDS_UPSTREAM, LUA_MODULES } from "../src/proxy/nginx-conf.js";
 import {
   BENCH_APP,
   BENCH_DOMAIN,
@@ -26,6 +27,7 @@ import {
   benchProxyPaths,
   benchUpstream,
   handWrittenNginxConf,
+  luaFloorNginxConf,
   minimalNginxConf,
   requiredDutiesEdits,
   writeBerthGeneration,
@@ -34,7 +36,6 @@ import {
 import { hostLoad, httpStatus, mustRun, parseWrk, planFromTexts, printTable, runCommand, waitUntil, type WrkResult } from "./lib.js";
 
 const NGINX = "/usr/sbin/nginx";
-const LUA_MODULES = ["/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so"];
 const DURATION = process.env.WRK_DURATION ?? "3s";
 /** Before any count: LuaJIT compiles the router, upstream connections open, memory pools grow. */
 const WARMUP = "2s";
@@ -188,6 +189,7 @@ function targets(port: number, backend: string): Target[] {
   return [
     handWritten("minimal", "hand-written nginx", (dir) => minimalNginxConf(options(dir))),
     handWritten("required", "hand-written nginx, required duties", (dir) => handWrittenNginxConf("required", options(dir))),
+    handWritten("required+lua", "hand-written nginx, required duties, least Lua routing", (dir) => luaFloorNginxConf(options(dir))),
     handWritten("features", "hand-written nginx, berth's features", (dir) => handWrittenNginxConf("berth", options(dir))),
     berth("required+router", "berth's configuration cut to the required duties, router kept", requiredDutiesEdits()),
     berth("berth", "berth's rendered configuration", []),
@@ -449,6 +451,7 @@ async function main(): Promise<void> {
     const ratios = [
       `berth / hand-written ${(berth / minimal).toFixed(2)}`,
       `required duties / hand-written ${(perRequest("required") / minimal).toFixed(2)}`,
+      `required duties with the least Lua routing / hand-written ${(perRequest("required+lua") / minimal).toFixed(2)}`,
       `required duties with berth's router / hand-written ${(perRequest("required+router") / minimal).toFixed(2)}`,
       `berth / berth's features hand-written ${(berth / perRequest("features")).toFixed(2)}`,
     ];

@@ -1,9 +1,9 @@
-// Throughput and latency of one backend measured directly, through a minimal hand-written nginx,
-// through two more hand-written ones (one giving every request only what a platform proxy must,
-// one everything berth's proxy gives), through berth's configuration cut to those duties with its
-// router kept, and through berth's own proxy (the config
-// renderProxyConfig writes, run by ensureProxy as `berth apply` runs it). Prints medians of
-// interleaved wrk runs and the ratios between them.
+// Throughput and latency of one backend measured directly; through hand-written nginx
+// configurations: a minimal one, one giving every request only what a platform proxy must, the
+// same with the least Lua routing (routes and addresses as data), one giving everything berth's
+// proxy gives; through berth's configuration cut to the required duties with its router kept; and
+// through berth's own proxy (the config renderProxyConfig writes, run by ensureProxy as `berth
+// apply` runs it). Prints medians of interleaved wrk runs and the ratios between them.
 //
 //   npx tsx bench/proxy-throughput.ts            # 3 rounds of 10 s per target
 //   WRK_DURATION=3s ROUNDS=1 npx tsx bench/proxy-throughput.ts
@@ -22,6 +22,7 @@ import {
   BENCH_PLATFORM,
   benchProxyPaths,
   handWrittenNginxConf,
+  luaFloorNginxConf,
   minimalNginxConf,
   requiredDutiesEdits,
   writeBerthGeneration,
@@ -55,9 +56,11 @@ const MINIMAL_PROXY = "berth-bench-tp-minimal";
 const REQUIRED_PROXY = "berth-bench-tp-required";
 const FEATURES_PROXY = "berth-bench-tp-features";
 const ROUTED_PROXY = "berth-bench-tp-routed";
+const LUA_FLOOR_PROXY = "berth-bench-tp-lua";
 const MINIMAL = "hand-written nginx";
 const REQUIRED = "hand-written nginx, required duties";
 const FEATURES = "hand-written nginx, berth's features";
+const LUA_FLOOR = "hand-written nginx, required duties, least Lua routing";
 const ROUTED = "berth nginx cut to the required duties";
 const BERTH = "berth nginx";
 /** berth.bench=true and berth.bench.scope=tp on everything this bench creates; cleanup removes only those. */
@@ -150,9 +153,11 @@ async function main(): Promise<void> {
 
     const upstream = `${backendIp}:${backend.port}`;
     const minimalIp = await startHandWritten(client, stateDir, network, MINIMAL_PROXY, minimalNginxConf({ listen: "80", backend: upstream, pid: "/tmp/nginx.pid" }));
-    const handWritten = (level: "required" | "berth") => handWrittenNginxConf(level, { listen: "80", backend: upstream, pid: "/tmp/nginx.pid", accessLog: `${HAND_WRITTEN_LOGS}/access.log` });
+    const handWrittenOptions = { listen: "80", backend: upstream, pid: "/tmp/nginx.pid", accessLog: `${HAND_WRITTEN_LOGS}/access.log` };
+    const handWritten = (level: "required" | "berth") => handWrittenNginxConf(level, handWrittenOptions);
     const requiredIp = await startHandWritten(client, stateDir, network, REQUIRED_PROXY, handWritten("required"));
     const featuresIp = await startHandWritten(client, stateDir, network, FEATURES_PROXY, handWritten("berth"));
+    const luaFloorIp = await startHandWritten(client, stateDir, network, LUA_FLOOR_PROXY, luaFloorNginxConf(handWrittenOptions));
     const routedIp = await startRouted(client, stateDir, network, upstream);
 
     // Container addresses avoid docker-proxy, the userland relay Docker puts behind 127.0.0.1 ports;
@@ -162,6 +167,7 @@ async function main(): Promise<void> {
       { name: MINIMAL, url: `http://${minimalIp}${BENCH_PATH}`, proxy: MINIMAL_PROXY },
       { name: REQUIRED, url: `http://${requiredIp}${BENCH_PATH}`, proxy: REQUIRED_PROXY },
       { name: FEATURES, url: `http://${featuresIp}${BENCH_PATH}`, proxy: FEATURES_PROXY },
+      { name: LUA_FLOOR, url: `http://${luaFloorIp}${BENCH_PATH}`, proxy: LUA_FLOOR_PROXY },
       { name: ROUTED, url: `http://${routedIp}${BENCH_PATH}`, proxy: ROUTED_PROXY },
       { name: BERTH, url: `http://${berthIp}${BENCH_PATH}`, proxy: plan.proxy.container },
       { name: `berth via 127.0.0.1:${BENCH_HTTP_PORT}`, url: `http://127.0.0.1:${BENCH_HTTP_PORT}${BENCH_PATH}` },
@@ -234,6 +240,7 @@ async function main(): Promise<void> {
     };
     compare("berth / hand-written", BERTH, MINIMAL, " (target: req/s >= 0.95)");
     compare(`${REQUIRED} / hand-written`, REQUIRED, MINIMAL, ": the least the duties every platform proxy owes a request cost in any nginx");
+    compare(`${LUA_FLOOR} / hand-written`, LUA_FLOOR, MINIMAL, ": the least any proxy with routes and addresses as data (no reload for a route change or a switch) costs, with the required duties");
     compare(`${ROUTED} / hand-written`, ROUTED, MINIMAL, ": the required duties with routes and addresses as data (berth's router), nothing else");
     compare(`berth / ${FEATURES}`, BERTH, FEATURES, ": what berth's own way of giving the same costs (the router, its request ids)");
     console.log(`host after: ${hostLoad()}`);

@@ -41,7 +41,7 @@ const TLS12_CIPHERS = [
 ];
 
 /** Lua for nginx (Debian's libnginx-mod-http-lua and the NDK it needs), as the proxy image installs them. */
-const LUA_MODULES = ["/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so"];
+export const LUA_MODULES = ["/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so"];
 
 /** How nginx.conf includes the sites; a narrower check of one changed site replaces this line. */
 export const SITES_INCLUDE = "sites/*.conf";

@@ -11,7 +11,7 @@ import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { PlatformPlan } from "../../src/plan/types.js";
 import { certificateFiles, renderProxyConfig, type ProxyObserved, type ProxyPaths } from "../../src/proxy/render.js";
-import { benchProxyPaths, handWrittenNginxConf, minimalNginxConf, requiredDutiesEdits, writeBerthGeneration, type HandWrittenOptions } from "../../bench/proxy-lib.js";
+import { benchProxyPaths, handWrittenNginxConf, luaFloorNginxConf, minimalNginxConf, requiredDutiesEdits, writeBerthGeneration, type HandWrittenOptions } from "../../bench/proxy-lib.js";
 import { everythingObserved, referencePlan } from "./proxy-fixtures.js";
 
 const run = promisify(execFile);
@@ -125,12 +125,14 @@ describe("nginx -t accepts the rendered reference platform", async () => {
 // bench that no longer starts would only be found by running it.
 describe("nginx -t accepts the benches' hand-written configurations", () => {
   const skip = NGINX ? false : "no nginx binary in /usr/sbin or on PATH: install nginx (Debian: apt-get install nginx-light)";
-  const configurations: Record<string, (options: HandWrittenOptions) => string> = {
-    minimal: minimalNginxConf,
-    "required duties": (options) => handWrittenNginxConf("required", options),
-    "berth's features": (options) => handWrittenNginxConf("berth", options),
+  const skipLua = skip || (HAS_LUA_MODULE ? false : "nginx's Lua module is missing: apt-get install libnginx-mod-http-lua");
+  const configurations: Record<string, { render: (options: HandWrittenOptions) => string; skip: string | false }> = {
+    minimal: { render: minimalNginxConf, skip },
+    "required duties": { render: (options) => handWrittenNginxConf("required", options), skip },
+    "required duties, least Lua routing": { render: luaFloorNginxConf, skip: skipLua },
+    "berth's features": { render: (options) => handWrittenNginxConf("berth", options), skip },
   };
-  for (const [name, render] of Object.entries(configurations)) {
+  for (const [name, { render, skip }] of Object.entries(configurations)) {
     test(name, { skip }, async () => {
       const prefix = await mkdtemp(join(tmpdir(), "berth-nginx-t-"));
       try {
