@@ -15,7 +15,7 @@ import { accessSync, constants, existsSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join } from "node:path";
+import { delimiter, join } from "node:path";
 import { configFiles } from "../src/proxy/render.js";
 import { BACKENDS_UPSTREAM, LUA_MODULES } from "../src/proxy/nginx-conf.js";
 import {
@@ -24,7 +24,6 @@ import {
   BENCH_PATH,
   BENCH_PLATFORM,
   BENCH_SITE,
-  benchProxyPaths,
   benchUpstream,
   handWrittenNginxConf,
   luaFloorNginxConf,
@@ -170,12 +169,7 @@ function targets(port: number, backend: string): Target[] {
   const berth = (name: string, what: string, edits: Edit[]): Target => ({
     name,
     what,
-    write: async (dir) => {
-      const paths = benchProxyPaths(dir);
-      await mkdir(dirname(paths.accessLog), { recursive: true });
-      await writeBerthGeneration(dir, paths, backend, [...hostEdits(port), ...edits], name);
-      return join(paths.live, configFiles.nginxConf);
-    },
+    write: async (dir) => join((await writeBerthGeneration(dir, { backend, edits: [...hostEdits(port), ...edits], target: name })).live, configFiles.nginxConf),
   });
   const handWritten = (name: string, what: string, conf: (dir: string) => string): Target => ({
     name,

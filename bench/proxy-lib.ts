@@ -226,30 +226,41 @@ export function benchUpstream(plan: PlatformPlan): string {
   return names.upstream(environment.app, environment.env, environment.components[0]!.name);
 }
 
-/** The proxy's paths for a generation kept under `prefix` (as nginx sees it), logs in `logs`. */
-export function benchProxyPaths(prefix: string, logs = join(prefix, "logs"), pid = join(prefix, "nginx.pid")): ProxyPaths {
-  return {
+/** Where berth's generation of the bench app lives and what it sends to (writeBerthGeneration). */
+export interface BerthGenerationOptions {
+  /** Where nginx sees `dir`: the same directory on the host (the default), or where a container mounts it. */
+  prefix?: string;
+  /** The directory of the access and error logs as nginx sees it; by default `logs` under the prefix, made here. */
+  logs?: string;
+  pid?: string;
+  /** The bench app's one upstream address, host:port. */
+  backend: string;
+  edits: Edit[];
+  /** Named in the error when an edit no longer matches. */
+  target: string;
+}
+
+/**
+ * berth's generation of the bench app, rendered and edited, written under `dir` in the proxy
+ * container's layout (gen/1 behind `current`, pages, ACME webroot); returns its paths as nginx
+ * sees them (its main file is `nginx.conf` in `live`).
+ */
+export async function writeBerthGeneration(dir: string, options: BerthGenerationOptions): Promise<ProxyPaths> {
+  const prefix = options.prefix ?? dir;
+  const logs = options.logs ?? join(prefix, "logs");
+  const paths: ProxyPaths = {
     certs: join(prefix, "certs"),
     pages: join(prefix, "pages"),
     acmeWebroot: join(prefix, "acme"),
     accessLog: join(logs, "access.log"),
     errorLog: join(logs, "error.log"),
-    pid,
+    pid: options.pid ?? join(prefix, "nginx.pid"),
     live: join(prefix, "current"),
     generations: join(prefix, "gen"),
   };
-}
-
-/**
- * berth's generation of the bench app, sending to `backend`, rendered for `paths` (prefix as
- * nginx sees it) and edited, written under `dir` in the proxy container's layout (gen/1 behind
- * `current`, pages, ACME webroot). `dir` and the prefix are the same directory on the host, or a
- * host directory and where a container mounts it.
- */
-export async function writeBerthGeneration(dir: string, paths: ProxyPaths, backend: string, edits: Edit[], target: string): Promise<void> {
   const plan = planFromTexts(BENCH_PLATFORM, { benchtp: BENCH_APP });
-  const rendered = renderProxyConfig(plan, { upstreams: { [benchUpstream(plan)]: [backend] }, certificates: {} }, paths);
-  applyEdits(rendered.config, edits, target);
+  const rendered = renderProxyConfig(plan, { upstreams: { [benchUpstream(plan)]: [options.backend] }, certificates: {} }, paths);
+  applyEdits(rendered.config, options.edits, options.target);
   const write = async (path: string, content: string) => {
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, content);
@@ -258,4 +269,6 @@ export async function writeBerthGeneration(dir: string, paths: ProxyPaths, backe
   for (const [path, content] of Object.entries(rendered.pages)) await write(join(dir, "pages", path), content);
   await symlink("gen/1", join(dir, "current"));
   await mkdir(join(dir, "acme/.well-known/acme-challenge"), { recursive: true });
+  if (options.logs === undefined) await mkdir(join(dir, "logs"), { recursive: true });
+  return paths;
 }

@@ -20,7 +20,6 @@ import {
   BENCH_IMAGE,
   BENCH_PATH,
   BENCH_PLATFORM,
-  benchProxyPaths,
   handWrittenNginxConf,
   luaFloorNginxConf,
   minimalNginxConf,
@@ -117,8 +116,7 @@ async function startHandWritten(client: Docker, stateDir: string, network: strin
 async function startRouted(client: Docker, stateDir: string, network: string, backend: string): Promise<string> {
   const dir = join(stateDir, ROUTED_PROXY);
   await mkdir(dir);
-  const paths = benchProxyPaths("/bench", HAND_WRITTEN_LOGS, "/tmp/nginx.pid");
-  await writeBerthGeneration(dir, paths, backend, requiredDutiesEdits(), ROUTED);
+  const paths = await writeBerthGeneration(dir, { prefix: "/bench", logs: HAND_WRITTEN_LOGS, pid: "/tmp/nginx.pid", backend, edits: requiredDutiesEdits(), target: ROUTED });
   return startBenchProxy(client, network, ROUTED_PROXY, dir, `${paths.live}/nginx.conf`);
 }
 

@@ -11,7 +11,7 @@ import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { PlatformPlan } from "../../src/plan/types.js";
 import { certificateFiles, renderProxyConfig, type ProxyObserved, type ProxyPaths } from "../../src/proxy/render.js";
-import { benchProxyPaths, handWrittenNginxConf, luaFloorNginxConf, minimalNginxConf, requiredDutiesEdits, writeBerthGeneration, type HandWrittenOptions } from "../../bench/proxy-lib.js";
+import { handWrittenNginxConf, luaFloorNginxConf, minimalNginxConf, requiredDutiesEdits, writeBerthGeneration, type HandWrittenOptions } from "../../bench/proxy-lib.js";
 import { everythingObserved, referencePlan } from "./proxy-fixtures.js";
 
 const run = promisify(execFile);
@@ -147,14 +147,12 @@ describe("nginx -t accepts the benches' hand-written configurations", () => {
   }
 });
 
-// The benches' row between the two: berth's own configuration cut to the required duties, its
-// router kept. Its edits throw when the rendered text they cut no longer matches.
+// The benches' row of berth's own configuration cut to the required duties, its router kept.
+// Its edits throw when the rendered text they cut no longer matches.
 test("nginx -t accepts berth's configuration cut to the required duties", { skip: !NGINX || !HAS_LUA_MODULE ? "needs nginx and its Lua module (apt-get install nginx-light libnginx-mod-http-lua)" : false }, async () => {
   const prefix = await mkdtemp(join(tmpdir(), "berth-nginx-t-"));
   try {
-    const paths = benchProxyPaths(prefix);
-    await mkdir(dirname(paths.accessLog), { recursive: true });
-    await writeBerthGeneration(prefix, paths, "127.0.0.1:9", requiredDutiesEdits(), "required duties with berth's router");
+    const paths = await writeBerthGeneration(prefix, { backend: "127.0.0.1:9", edits: requiredDutiesEdits(), target: "required duties with berth's router" });
     const nginxConf = await readFile(join(paths.live, "nginx.conf"), "utf8");
     assert.doesNotMatch(nginxConf, /proxy_set_header (X-Forwarded-Port|Upgrade)|"user_agent"/);
     assert.match(nginxConf, /"upstream_response_time"/);
