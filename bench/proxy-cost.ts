@@ -1,11 +1,11 @@
 // What a proxied request costs the proxy's CPU, counted rather than timed: user-space
 // instructions per request (valgrind's callgrind) of a minimal hand-written nginx, of hand-written
 // ones giving every request what a platform proxy must (without and with the least Lua routing)
-// and all berth's proxy gives, of berth's
-// rendered proxy configuration, of berth's configuration cut to the required duties with its
-// router kept, and of berth's configuration with one feature taken out at a time. Wall-clock throughput on a small VM moves by ±10% between runs; instruction counts move
-// by less than 1%, so this bench says where the proxy's CPU goes, which proxy-throughput.ts
-// cannot. Every target is the host's nginx, one process, on 127.0.0.1, in front of a second
+// and all berth's proxy gives, of berth's rendered proxy configuration, of berth's configuration
+// cut to the required duties with its router kept, and of berth's configuration with one feature
+// taken out at a time. Wall-clock throughput on a small VM moves by ±10% between runs;
+// instruction counts move by less than 1%, so this bench says where the proxy's CPU goes, which
+// proxy-throughput.ts cannot. Every target is the host's nginx, one process, on 127.0.0.1, in front of a second
 // host nginx serving a 3-byte file. Prints figures; asserts nothing about them.
 //
 //   npx tsx bench/proxy-cost.ts              # ~2 min
@@ -26,7 +26,6 @@ import {
   BENCH_SITE,
   benchUpstream,
   handWrittenNginxConf,
-  luaFloorNginxConf,
   minimalNginxConf,
   requiredDutiesEdits,
   writeBerthGeneration,
@@ -183,7 +182,7 @@ function targets(port: number, backend: string): Target[] {
   return [
     handWritten("minimal", "hand-written nginx", (dir) => minimalNginxConf(options(dir))),
     handWritten("required", "hand-written nginx, required duties", (dir) => handWrittenNginxConf("required", options(dir))),
-    handWritten("required+lua", "hand-written nginx, required duties, least Lua routing", (dir) => luaFloorNginxConf(options(dir))),
+    handWritten("required+lua", "hand-written nginx, required duties, least Lua routing", (dir) => handWrittenNginxConf("required+lua", options(dir))),
     handWritten("features", "hand-written nginx, berth's features", (dir) => handWrittenNginxConf("berth", options(dir))),
     berth("required+router", "berth's configuration cut to the required duties, router kept", requiredDutiesEdits()),
     berth("berth", "berth's rendered configuration", []),

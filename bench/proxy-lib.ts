@@ -78,32 +78,43 @@ http {
  */
 const REQUIRED_ID = '"$pid-$msec-$connection-$connection_requests"';
 
+/** The log fields a platform proxy owes every request (the "required" levels log only these). */
+const REQUIRED_LOG_FIELDS = ["time", "app", "env", "status", "upstream_response_time", "request_id"];
+
 /**
- * What a hand-written nginx gives every request besides proxying it, at one of two levels.
+ * What a hand-written nginx gives every request besides proxying it, at one of three levels.
  * - "required": only what a platform proxy owes every request, each the cheapest way stock nginx
  *   has: X-Real-IP, X-Forwarded-For/Proto/Host; an X-Request-ID passed upstream and logged (the
  *   client's, else one made of nginx's pid, clock and connection counters, REQUIRED_ID: unique
  *   without drawing random bytes, as $request_id does for each request); the security headers;
  *   a rate limit per client IP; gzip; long caching for static assets; a buffered JSON access log
  *   of app, environment, status, upstream time and request id.
+ * - "required+lua": the same, with routes and addresses as data at the least cost nginx's Lua
+ *   module allows: a set_by_lua names the request's upstream and a balancer_by_lua gives the
+ *   address, both answering a constant where a router looks them up. A proxy that serves a route
+ *   change or a deploy's switch without a reload (which takes seconds with 1000 apps on this kind
+ *   of machine) pays at least these two calls on top of the required duties.
  * - "berth": everything berth's proxy gives every request, with the same values: the above,
  *   plus X-Forwarded-Port, WebSocket upgrades, the id checked before it is trusted and answered
  *   to the client, and the access log's other fields (host, method, URI, bytes, request time,
  *   upstream address, client address, user agent).
- * "berth" is written the usual way: nginx's own $request_id. Neither has a router: the one
- * upstream is named in the configuration. Against the minimal configuration, "required" is the
+ * "berth" is written the usual way: nginx's own $request_id. Only "required+lua" has anything
+ * of a router: the others name the one upstream in the configuration. Against the minimal configuration, "required" is the
  * least those duties cost in any nginx; against "berth", berth is what its own way of giving the
  * same costs.
  */
-export function handWrittenNginxConf(level: "required" | "berth", options: HandWrittenOptions): string {
+export function handWrittenNginxConf(level: "required" | "required+lua" | "berth", options: HandWrittenOptions): string {
   const berth = level === "berth";
   const only = (lines: string[]) => (berth ? lines : []);
+  const lua = level === "required+lua";
+  const address = /^(.+):(\d+)$/.exec(options.backend);
+  if (!address) throw new Error(`backend ${options.backend}: expected host:port`);
   // berth's log fields, with the values a hand-written configuration has in its place.
-  const required = ["time", "app", "env", "status", "upstream_response_time", "request_id"];
   const own: Record<string, string> = { app: '"benchtp"', env: '"production"', request_id: '"$req_id"' };
-  const fields = ACCESS_LOG_FIELDS.filter(([name]) => berth || required.includes(name)).map(([name, value]) => `"${name}":${own[name] ?? value}`);
+  const fields = ACCESS_LOG_FIELDS.filter(([name]) => berth || REQUIRED_LOG_FIELDS.includes(name)).map(([name, value]) => `"${name}":${own[name] ?? value}`);
   const log = `{${fields.join(",")}}`;
   return [
+    ...(lua ? LUA_MODULES.map((module) => `load_module ${module};`) : []),
     "worker_processes auto;",
     "pcre_jit on;",
     `pid ${options.pid};`,
@@ -124,7 +135,12 @@ export function handWrittenNginxConf(level: "required" | "berth", options: HandW
     `  gzip_types ${GZIP_TYPES.join(" ")};`,
     `  map $uri $asset_cache { default ""; "~*\\.(${STATIC_ASSET_EXTENSIONS.join("|")})$" "public, max-age=604800, immutable"; }`,
     ...only(['  map $http_upgrade $connection_upgrade { default upgrade; "" ""; }']),
-    `  upstream backend { server ${options.backend}; keepalive 32; }`,
+    ...(lua
+      ? [
+          '  init_by_lua_block { balancer = require("ngx.balancer") }',
+          `  upstream backend { server 0.0.0.1:1; balancer_by_lua_block { balancer.set_current_peer("${address[1]}", ${address[2]}) } keepalive 32; }`,
+        ]
+      : [`  upstream backend { server ${options.backend}; keepalive 32; }`]),
     "  server {",
     `    listen ${options.listen} default_server;`,
     `    add_header X-Frame-Options "${BENCH_HEADERS.frameOptions}" always;`,
@@ -135,6 +151,7 @@ export function handWrittenNginxConf(level: "required" | "berth", options: HandW
     "    add_header Cache-Control $asset_cache;",
     "    location / {",
     `      limit_req zone=general burst=${BENCH_RATE} nodelay;`,
+    ...(lua ? ['      set_by_lua_block $upstream { return "backend" }'] : []),
     "      proxy_pass http://backend;",
     "      proxy_http_version 1.1;",
     "      proxy_set_header Host $host;",
@@ -152,33 +169,6 @@ export function handWrittenNginxConf(level: "required" | "berth", options: HandW
   ].join("\n");
 }
 
-/**
- * The "required" configuration with routes and addresses as data at the least cost nginx's Lua
- * module allows: a set_by_lua names the request's upstream and a balancer_by_lua gives the
- * address, both answering a constant where a router looks them up. A proxy that serves a route
- * change or a deploy's switch without a reload (which takes seconds with 1000 apps on this kind
- * of machine) pays at least these two calls on top of the required duties.
- */
-export function luaFloorNginxConf(options: HandWrittenOptions): string {
-  const address = /^(.+):(\d+)$/.exec(options.backend);
-  if (!address) throw new Error(`backend ${options.backend}: expected host:port`);
-  const config = { conf: handWrittenNginxConf("required", options) };
-  applyEdits(
-    config,
-    [
-      { file: "conf", pattern: /^worker_processes auto;$/m, replacement: [...LUA_MODULES.map((module) => `load_module ${module};`), "worker_processes auto;"].join("\n") },
-      {
-        file: "conf",
-        pattern: /^( *)upstream backend \{ server [^;]*; (keepalive \d+;) \}$/m,
-        replacement: `$1init_by_lua_block { balancer = require("ngx.balancer") }\n$1upstream backend { server 0.0.0.1:1; balancer_by_lua_block { balancer.set_current_peer("${address[1]}", ${address[2]}) } $2 }`,
-      },
-      { file: "conf", pattern: /^( *)proxy_pass http:\/\/backend;$/m, replacement: '$1set_by_lua_block $upstream { return "backend" }\n$1proxy_pass http://backend;' },
-    ],
-    "required duties with the least Lua routing",
-  );
-  return config.conf;
-}
-
 /** The app's site file in a rendered generation. */
 export const BENCH_SITE = configFiles.site("benchtp");
 
@@ -190,7 +180,7 @@ export interface Edit {
 }
 
 /** Applies edits to rendered files (path -> text) in place; throws naming the target when a pattern no longer matches. */
-export function applyEdits(config: Record<string, string>, edits: Edit[], target: string): void {
+function applyEdits(config: Record<string, string>, edits: Edit[], target: string): void {
   for (const { file, pattern, replacement } of edits) {
     const text = config[file];
     if (text === undefined) throw new Error(`${target}: berth rendered no ${file}`);
@@ -198,9 +188,6 @@ export function applyEdits(config: Record<string, string>, edits: Edit[], target
     config[file] = text.replace(pattern, replacement);
   }
 }
-
-/** The log fields a platform proxy owes every request (handWrittenNginxConf's "required" level logs only these). */
-const REQUIRED_LOG_FIELDS = ["time", "app", "env", "status", "upstream_response_time", "request_id"];
 
 /**
  * berth's rendered configuration cut down to the duties of handWrittenNginxConf("required"), the

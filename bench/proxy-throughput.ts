@@ -21,7 +21,6 @@ import {
   BENCH_PATH,
   BENCH_PLATFORM,
   handWrittenNginxConf,
-  luaFloorNginxConf,
   minimalNginxConf,
   requiredDutiesEdits,
   writeBerthGeneration,
@@ -151,11 +150,11 @@ async function main(): Promise<void> {
 
     const upstream = `${backendIp}:${backend.port}`;
     const minimalIp = await startHandWritten(client, stateDir, network, MINIMAL_PROXY, minimalNginxConf({ listen: "80", backend: upstream, pid: "/tmp/nginx.pid" }));
-    const handWrittenOptions = { listen: "80", backend: upstream, pid: "/tmp/nginx.pid", accessLog: `${HAND_WRITTEN_LOGS}/access.log` };
-    const handWritten = (level: "required" | "berth") => handWrittenNginxConf(level, handWrittenOptions);
+    const handWritten = (level: "required" | "required+lua" | "berth") =>
+      handWrittenNginxConf(level, { listen: "80", backend: upstream, pid: "/tmp/nginx.pid", accessLog: `${HAND_WRITTEN_LOGS}/access.log` });
     const requiredIp = await startHandWritten(client, stateDir, network, REQUIRED_PROXY, handWritten("required"));
     const featuresIp = await startHandWritten(client, stateDir, network, FEATURES_PROXY, handWritten("berth"));
-    const luaFloorIp = await startHandWritten(client, stateDir, network, LUA_FLOOR_PROXY, luaFloorNginxConf(handWrittenOptions));
+    const luaFloorIp = await startHandWritten(client, stateDir, network, LUA_FLOOR_PROXY, handWritten("required+lua"));
     const routedIp = await startRouted(client, stateDir, network, upstream);
 
     // Container addresses avoid docker-proxy, the userland relay Docker puts behind 127.0.0.1 ports;

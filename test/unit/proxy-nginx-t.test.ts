@@ -11,7 +11,7 @@ import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import type { PlatformPlan } from "../../src/plan/types.js";
 import { certificateFiles, renderProxyConfig, type ProxyObserved, type ProxyPaths } from "../../src/proxy/render.js";
-import { handWrittenNginxConf, luaFloorNginxConf, minimalNginxConf, requiredDutiesEdits, writeBerthGeneration, type HandWrittenOptions } from "../../bench/proxy-lib.js";
+import { handWrittenNginxConf, minimalNginxConf, requiredDutiesEdits, writeBerthGeneration, type HandWrittenOptions } from "../../bench/proxy-lib.js";
 import { everythingObserved, referencePlan } from "./proxy-fixtures.js";
 
 const run = promisify(execFile);
@@ -129,7 +129,7 @@ describe("nginx -t accepts the benches' hand-written configurations", () => {
   const configurations: Record<string, { render: (options: HandWrittenOptions) => string; skip: string | false }> = {
     minimal: { render: minimalNginxConf, skip },
     "required duties": { render: (options) => handWrittenNginxConf("required", options), skip },
-    "required duties, least Lua routing": { render: luaFloorNginxConf, skip: skipLua },
+    "required duties, least Lua routing": { render: (options) => handWrittenNginxConf("required+lua", options), skip: skipLua },
     "berth's features": { render: (options) => handWrittenNginxConf("berth", options), skip },
   };
   for (const [name, { render, skip }] of Object.entries(configurations)) {
